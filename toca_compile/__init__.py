@@ -1,0 +1,10 @@
+"""toca-compile: token-wise feature caching (ToCa) for diffusion transformers, as a
+torch.compile backend that works on any traced transformer."""
+from .backend import ToCa, default_toca, toca_backend
+from .config import ToCaConfig
+from .inspect import inspect
+from .runtime import ToCaWarning
+from .stats import Stats
+
+__all__ = ["ToCa", "ToCaConfig", "ToCaWarning", "Stats", "default_toca", "inspect", "toca_backend"]
+__version__ = "0.1.0"

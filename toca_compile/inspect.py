@@ -1,0 +1,81 @@
+"""``toca_compile.inspect``: what the detection pass finds in a model, without caching."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+
+from .config import ToCaConfig
+from .passes.pipeline import PassContext, analyze
+from .regions import Region, RegionPlan
+from .stats import format_table
+
+
+@dataclass
+class GraphReport:
+    graph: int
+    plans: list[RegionPlan]
+    timestep: str | None
+    reason: str = ""          # why this graph would run uncached
+
+    @property
+    def regions(self) -> list[Region]:
+        return [p.region for p in self.plans]
+
+
+@dataclass
+class InspectReport:
+    graphs: list[GraphReport] = field(default_factory=list)
+
+    @property
+    def regions(self) -> list[Region]:
+        return [r for g in self.graphs for r in g.regions]
+
+    def kinds(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for region in self.regions:
+            counts[region.kind] = counts.get(region.kind, 0) + 1
+        return counts
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(1 + max((r.block for r in g.regions), default=-1) for g in self.graphs)
+
+    def __str__(self) -> str:
+        lines = []
+        for g in self.graphs:
+            lines.append(f"graph {g.graph}: {len(g.regions)} regions, timestep input: {g.timestep or 'none found'}"
+                         + (f"; uncached: {g.reason}" if g.reason else ""))
+            if not g.plans:
+                continue
+            rows = [("#", "block", "kind", "region", "tokens", "partial step", "fork -> join", "gate")]
+            for p in g.plans:
+                r = p.region
+                mode = f"recompute {len(p.recompute)} ops on rows" if p.partial else "reuse cache"
+                rows.append((str(r.index), str(r.block), r.kind, r.label, str(r.tokens), mode,
+                             f"{r.fork.name} -> {r.join.name}", r.gate.name if r.gate is not None else "-"))
+            lines.append(format_table(rows))
+        return "\n".join(lines)
+
+
+def inspect(model: torch.nn.Module, *args, **kwargs) -> InspectReport:
+    """Trace ``model(*args, **kwargs)`` once and report the regions found in every graph."""
+    report = InspectReport()
+    config = ToCaConfig(compiler="eager")
+
+    def record(gm: fx.GraphModule, example_inputs: list):
+        ctx = PassContext(gm, list(example_inputs), config)
+        try:
+            analyze(ctx)
+            reason = ctx.detection.reason
+        except Exception as error:  # noqa: BLE001
+            reason = f"analysis failed ({type(error).__name__}: {error})"
+        timestep = ctx.detection.timestep.name if ctx.detection.timestep is not None else None
+        report.graphs.append(GraphReport(len(report.graphs), ctx.plans, timestep, reason))
+        return gm.forward
+
+    compiled = torch.compile(model, backend=record, dynamic=False)
+    with torch.no_grad():
+        compiled(*args, **kwargs)
+    return report

@@ -1,0 +1,224 @@
+"""Detection pass: find every residual branch of every transformer block.
+
+A region is found from its *join*, an ``add(x, y)`` where ``x`` feeds ``y``: ``x`` is the
+residual stream (the fork) and ``y`` the branch. Walking back from ``y`` through
+multiplications by values that do not depend on ``x`` (the adaLN gate) and through no-ops gives
+the cache point. The branch is every node on a path fork -> cache point; it is a region if it
+holds an anchor (an attention or an activation). When a branch contains another region's join
+it is an outer residual (e.g. around the whole transformer) and is dropped: innermost wins.
+No class names or module paths decide anything; module paths only name the blocks.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.fx as fx
+
+from ..ops import ACTIVATIONS, NOOPS, arg, is_dropout_noop, op_name, shape_of
+from ..regions import DetectionResult, Region, RegionKind
+from .graph_walk import GraphIndex
+
+_SOFTMAX = {"softmax", "log_softmax"}
+_SDPA = "scaled_dot_product_attention"
+
+
+def detect_regions(gm: fx.GraphModule, example_inputs: list) -> DetectionResult:
+    graph = gm.graph
+    index = GraphIndex(graph)
+    candidates = [c for c in (_join_candidate(n, index) for n in graph.nodes if op_name(n) == "add") if c]
+    joins = {c[0] for c in candidates}
+    regions: list[Region] = []
+    for join, fork, cache_point, gate in candidates:
+        branch = index.between(fork, cache_point)
+        if not branch or any(j in branch for j in joins):
+            continue  # an outer residual around other regions, or nothing in between
+        kind, anchors = _classify(branch, fork)
+        if kind is None:
+            continue
+        shape = shape_of(fork)
+        assert shape is not None
+        regions.append(Region(
+            index=-1, kind=kind, block=-1, block_name=_block_name(anchors), fork=fork, join=join,
+            cache_point=cache_point, gate=gate, anchors=anchors, branch=branch,
+            tokens=shape[1], batch=shape[0],
+        ))
+    regions.sort(key=lambda r: index.position[r.cache_point])
+    _number_blocks(regions)
+    result = DetectionResult(regions=regions, timestep=find_timestep(gm, example_inputs))
+    if not regions:
+        result.reason = "no residual attention or MLP branch was found in this graph"
+    return result
+
+
+def _join_candidate(add: fx.Node, index: GraphIndex):
+    """(join, fork, cache_point, gate) if ``add`` closes a residual branch of a [B, N, C] stream."""
+    operands = [a for a in add.args[:2] if isinstance(a, fx.Node)]
+    out_shape = shape_of(add)
+    if len(operands) != 2 or out_shape is None or len(out_shape) != 3:
+        return None
+    for fork, branch_out in (operands, operands[::-1]):
+        if shape_of(fork) != out_shape or shape_of(branch_out) != out_shape:
+            continue
+        if index.position[fork] >= index.position[branch_out] or not index.reaches(fork, branch_out):
+            continue
+        cache_point, gate = _strip_gate(branch_out, fork, index)
+        if cache_point is fork or shape_of(cache_point) is None:
+            return None
+        return add, fork, cache_point, gate
+    return None
+
+
+def _strip_gate(node: fx.Node, fork: fx.Node, index: GraphIndex) -> tuple[fx.Node, fx.Node | None]:
+    """Walk back from the branch output through gate multiplications and no-ops."""
+    gate = None
+    while True:
+        name = op_name(node)
+        if name in NOOPS and (name != "dropout" or is_dropout_noop(node)):
+            source = node.args[0] if node.args else arg(node, 0, "input")
+            if isinstance(source, fx.Node) and index.reaches(fork, source):
+                node = source
+                continue
+        if name in ("mul", "div") and len(node.args) >= 2:
+            a, b = node.args[0], node.args[1]
+            dep = [isinstance(v, fx.Node) and index.reaches(fork, v) for v in (a, b)]
+            if dep[0] != dep[1]:
+                inner, other = (a, b) if dep[0] else (b, a)
+                if name == "div" and inner is not a:
+                    return node, gate
+                if name == "mul" and gate is None and isinstance(other, fx.Node):
+                    gate = other
+                node = inner  # type: ignore[assignment]
+                continue
+        return node, gate
+
+
+def _attention_parts(node: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
+    """(query, key) of an attention anchor, key given as the tensor it was computed from."""
+    if op_name(node) == _SDPA:
+        return arg(node, 0, "query"), arg(node, 1, "key")
+    source = arg(node, 0, "input")
+    for _ in range(6):  # scale, mask add, casts between the score matmul and the softmax
+        if not isinstance(source, fx.Node):
+            return None, None
+        name = op_name(source)
+        if name in ("matmul", "baddbmm", "einsum"):
+            operands = [a for a in source.args if isinstance(a, fx.Node)]
+            if name == "baddbmm":
+                operands = operands[1:]
+            return (operands[0], operands[1]) if len(operands) >= 2 else (None, None)
+        if name in ("mul", "div", "add", "sub", "to", "identity", "masked_fill"):
+            source = next((a for a in source.args if isinstance(a, fx.Node) and shape_of(a) == shape_of(source)), None)
+            continue
+        return None, None
+    return None, None
+
+
+def _classify(branch: set[fx.Node], fork: fx.Node) -> tuple[RegionKind | None, list[fx.Node]]:
+    tokens = shape_of(fork)[1]  # type: ignore[index]
+    self_attn, cross_attn, joint, activations = [], [], False, []
+    for node in branch:
+        name = op_name(node)
+        if name == _SDPA or name in _SOFTMAX:
+            query, key = _attention_parts(node)
+            if query is None or key is None or query not in branch:
+                continue
+            if key in branch:
+                self_attn.append(node)
+                key_shape = shape_of(key)
+                key_len = key_shape[-2] if name == _SDPA and key_shape else (key_shape[-1] if key_shape else tokens)
+                joint = joint or key_len != tokens
+            else:
+                cross_attn.append(node)
+        elif name in ACTIVATIONS and node not in self_attn:
+            activations.append(node)
+    activations = [a for a in activations if not _feeds_softmax_only(a)]
+    if self_attn and activations:
+        return "parallel", self_attn + activations
+    if self_attn:
+        return ("joint_attn" if joint else "attn"), self_attn
+    if cross_attn:
+        return "cross_attn", cross_attn
+    if activations:
+        return "mlp", activations
+    return None, []
+
+
+def _feeds_softmax_only(node: fx.Node) -> bool:
+    return bool(node.users) and all(op_name(u) in _SOFTMAX for u in node.users)
+
+
+_INDEX = re.compile(r"\[['\"]?([^'\"\]]+)['\"]?\]")
+
+
+def normalize_module_path(path: str) -> str:
+    """``L['self'].__dict__['_modules']['blocks'].0.attn`` -> ``blocks.0.attn``."""
+    path = path.replace("__dict__['_modules']", "").replace("_modules", "")
+    path = _INDEX.sub(lambda m: "." + m.group(1), path)
+    parts = [p for p in path.split(".") if p and p not in ("L", "self", "__dict__", "_modules")]
+    return ".".join(parts)
+
+
+def _block_name(anchors: list[fx.Node]) -> str:
+    for anchor in anchors:
+        stack = anchor.meta.get("nn_module_stack") or {}
+        for entry in stack.values():
+            path = normalize_module_path(entry[0] if isinstance(entry, tuple) else str(entry))
+            parts = path.split(".")
+            for i, part in enumerate(parts):
+                if part.isdigit():
+                    return ".".join(parts[: i + 1])
+    return ""
+
+
+def _number_blocks(regions: list[Region]) -> None:
+    """Number regions and blocks in graph order; unnamed blocks start at each attention."""
+    block, names, last_name = -1, {}, None
+    for i, region in enumerate(regions):
+        region.index = i
+        if region.block_name:
+            if region.block_name not in names:
+                names[region.block_name] = len(names) if not names else max(names.values()) + 1
+                block = names[region.block_name]
+            region.block = names[region.block_name]
+            last_name = region.block_name
+            continue
+        starts = region.kind in ("attn", "parallel") or (region.kind == "joint_attn" and last_name != "joint")
+        if block < 0 or starts:
+            block = (max(names.values()) + 1) if names else block + 1
+            names[f"#{block}"] = block
+        region.block = block
+        last_name = "joint" if region.kind == "joint_attn" else None
+
+
+def find_timestep(gm: fx.GraphModule, example_inputs: list) -> fx.Node | None:
+    """The placeholder that feeds a sinusoidal embedding (sin/cos within a few hops)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    candidates = []
+    for i, node in enumerate(placeholders):
+        example = example_inputs[i] if i < len(example_inputs) else None
+        if isinstance(example, torch.nn.Parameter) or not isinstance(example, torch.Tensor):
+            continue
+        if example.dim() > 1 or example.numel() == 0:
+            continue
+        if _reaches_sinusoid(node):
+            candidates.append(node)
+    named = [c for c in candidates if "timestep" in c.name.lower()]
+    return (named or candidates or [None])[0]
+
+
+def _reaches_sinusoid(start: fx.Node, limit: int = 40) -> bool:
+    seen, frontier = {start}, [start]
+    for _ in range(limit):
+        nxt = []
+        for node in frontier:
+            for user in node.users:
+                if op_name(user) in ("sin", "cos"):
+                    return True
+                if user not in seen:
+                    seen.add(user)
+                    nxt.append(user)
+        frontier = nxt
+        if not frontier:
+            break
+    return False

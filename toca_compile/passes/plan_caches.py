@@ -1,0 +1,67 @@
+"""Planning pass: decide, per region, what is cached and what a partial step recomputes.
+
+Walking back from the cache point, token-wise nodes are re-evaluated on the gathered rows and
+the first token-mixing value met on each path is read from its own cache instead. Regions
+whose cache point is itself token-mixing (self-attention) reuse the whole cache. A region
+whose walk meets an opaque node also falls back to whole reuse, with a note saying why.
+"""
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from ..ops import op_name, shape_of, tensor_meta
+from ..regions import MIXING_KINDS, CacheSlot, DetectionResult, Region, RegionPlan
+from .token_axes import Axes, analyze_branch
+
+
+def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> list[RegionPlan]:
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    return [_plan_region(region, order) for region in detection.regions]
+
+
+def _slot(node: fx.Node, axes: Axes | None) -> CacheSlot:
+    meta = tensor_meta(node)
+    assert meta is not None, f"cache point {node} is not a tensor"
+    shape = shape_of(node) or ()
+    return CacheSlot(node=node, batch_axis=axes.batch if axes else 0, token_axis=axes.token if axes else 1,
+                     shape=shape, dtype=meta.dtype)
+
+
+def _plan_region(region: Region, order: dict[fx.Node, int]) -> RegionPlan:
+    axes = analyze_branch(region.fork, region.branch, order)
+    point = region.cache_point
+    whole = RegionPlan(region, [_slot(point, axes.get(point))], [], axes)
+    if region.kind in MIXING_KINDS:
+        region.partial_ok = False
+        region.note = region.note or "self-attention output is reused whole on partial steps"
+        return whole
+    point_axes = axes.get(point)
+    if point_axes is None or point_axes.mixing:
+        region.partial_ok = False
+        region.note = f"cache point {point.name} has no token axis; reused whole"
+        return whole
+    recompute: set[fx.Node] = set()
+    mixing: list[fx.Node] = []
+    stack = [point]
+    while stack:
+        node = stack.pop()
+        if node is region.fork or node in recompute or node in mixing:
+            continue
+        node_axes = axes.get(node)
+        if node_axes is None:
+            region.partial_ok = False
+            region.note = f"'{op_name(node) or node.op}' at {node.name} hides the token axis; reused whole"
+            return whole
+        if node_axes.mixing:
+            if not isinstance(tensor_meta(node), torch.Tensor):
+                region.partial_ok = False
+                region.note = f"token-mixing value {node.name} is not a tensor; reused whole"
+                return whole
+            mixing.append(node)
+            continue
+        recompute.add(node)
+        stack.extend(n for n in node.all_input_nodes if n in region.branch or n is region.fork)
+    slots = [_slot(point, point_axes)] + [_slot(m, axes[m]) for m in sorted(mixing, key=order.__getitem__)]
+    region.partial_ok = True
+    return RegionPlan(region, slots, sorted(recompute, key=order.__getitem__), axes)

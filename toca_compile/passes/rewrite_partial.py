@@ -1,0 +1,128 @@
+"""Partial variant: caches stand in for branch outputs; selected rows are recomputed.
+
+For a reuse-only region the cache point is replaced by its cache. For a token-wise region with
+``k > 0`` the pass inserts, right before the cache point: token selection from the noise and
+staleness inputs, a gather of the fork's rows, a copy of every token-wise node of the branch
+evaluated on those rows (sizes that name the token count are rewritten to ``k``; operands
+from outside the branch that run along the token axis are gathered too; token-mixing values
+come from their own caches), and ``index_put_`` of the result into the cache. Everything that
+used the cache point then reads the updated cache; the gate and residual add stay as they are,
+so they use the current step's modulation. Dead code (the skipped attention) is removed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.fx as fx
+
+from ..ops import ELEMENTWISE, arg, op_name, shape_of
+from ..regions import RegionPlan
+from ..row_ops import put_rows, refresh_staleness, select_tokens, take_rows
+from .dead_code import EFFECT, remove_dead_code
+from .state_inputs import StateSpec, add_state_placeholders, copy_graph_module
+from .token_axes import Axes
+
+_SIZED = {"view", "reshape", "expand", "broadcast_to"}
+EXPECTED_SHAPE = "toca_expected_shape"
+
+
+class RewriteError(RuntimeError):
+    """The partial variant could not be built for a region."""
+
+
+def build_partial_variant(gm: fx.GraphModule, plans: list[RegionPlan], specs: list[StateSpec],
+                          ks: dict[int, int], staleness_weight: float) -> fx.GraphModule:
+    new, mapping = copy_graph_module(gm)
+    state = add_state_placeholders(new, specs)
+    for plan in plans:
+        k = ks.get(plan.region.index, 0) if plan.partial else 0
+        if k == 0:
+            _reuse(new.graph, plan, mapping, state)
+        else:
+            _recompute_rows(new.graph, plan, mapping, state, k, staleness_weight)
+    remove_dead_code(new)
+    return new
+
+
+def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
+    point = mapping[plan.region.cache_point]
+    point.replace_all_uses_with(state[(plan.region.index, "slot0")])
+
+
+def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, weight: float) -> None:
+    region = plan.region
+    index = region.index
+    point = mapping[region.cache_point]
+    env: dict[fx.Node, Any] = {}
+    slot_of = {slot.node: (i, slot) for i, slot in enumerate(plan.slots)}
+    with graph.inserting_before(point):
+        idx = graph.call_function(select_tokens, (state[(index, "noise")], state[(index, "stale")], weight, region.tokens, k))
+        env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, 0, 1))
+        for old, (i, slot) in slot_of.items():
+            if i > 0:  # token-mixing values inside the branch: gathered from their caches
+                env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], idx, slot.batch_axis, slot.token_axis))
+        for old in plan.recompute:
+            env[old] = _copy_on_rows(graph, old, plan, mapping, env, idx, k)
+        head = plan.slots[0]
+        write = graph.call_function(put_rows, (state[(index, "slot0")], idx, head.batch_axis, head.token_axis, env[region.cache_point]))
+        stale = graph.call_function(refresh_staleness, (state[(index, "stale")], idx))
+    write.meta[EFFECT] = True
+    stale.meta[EFFECT] = True
+    point.replace_all_uses_with(write, delete_user_cb=lambda user: user is not write)
+
+
+def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict, env: dict, idx: fx.Node, k: int) -> fx.Node:
+    out_axes: Axes = plan.axes[old]
+    out_shape = shape_of(old)
+    region = plan.region
+
+    name = op_name(old)
+    broadcasting = name in ELEMENTWISE or name in ("cat", "stack")
+
+    def substitute(value: Any) -> Any:
+        if not isinstance(value, fx.Node):
+            return value
+        if value in env:
+            return env[value]
+        if not broadcasting:  # weights, keys/values of cross-attention: used whole
+            return mapping[value]
+        return _gather_side(graph, value, mapping[value], out_axes, out_shape, idx, region.batch, region.tokens)
+
+    new = graph.node_copy(old, substitute)
+    if name == "scaled_dot_product_attention":
+        mask = arg(old, 3, "attn_mask")
+        if isinstance(mask, fx.Node):
+            gathered = _gather_side(graph, mask, mapping[mask], out_axes, out_shape, idx, region.batch, region.tokens)
+            if "attn_mask" in new.kwargs:
+                new.kwargs = {**new.kwargs, "attn_mask": gathered}
+            else:
+                new.args = (*new.args[:3], gathered, *new.args[4:])
+    new.meta = {key: val for key, val in old.meta.items() if key in ("nn_module_stack", "stack_trace", "source_fn_stack")}
+    if out_shape is not None:
+        expected = list(out_shape)
+        expected[out_axes.token] = k
+        new.meta[EXPECTED_SHAPE] = tuple(expected)
+    if name in _SIZED and out_shape is not None:
+        sizes = list(out_shape)
+        sizes[out_axes.token] = k
+        sizes[out_axes.batch] = out_shape[out_axes.batch]
+        if old.op == "call_method":
+            new.args, new.kwargs = (new.args[0], *sizes), {}
+        else:
+            new.args, new.kwargs = (new.args[0], tuple(sizes)), {}
+    return new
+
+
+def _gather_side(graph: fx.Graph, old: fx.Node, side: fx.Node, out_axes: Axes, out_shape, idx: fx.Node,
+                 batch: int, tokens: int) -> fx.Node:
+    """An operand from outside the branch: gathered too when it runs along the token axis."""
+    shape = shape_of(old)
+    if shape is None or out_shape is None or tokens == 1:
+        return side
+    shift = len(out_shape) - len(shape)
+    token_pos = out_axes.token - shift
+    if token_pos < 0 or shape[token_pos] != tokens:
+        return side
+    if shift > 0:
+        side = graph.call_method("reshape", (side, *([1] * shift + list(shape))))
+    return graph.call_function(take_rows, (side, idx, out_axes.batch, out_axes.token))

@@ -1,0 +1,376 @@
+"""Token-axis analysis: which nodes of a branch are token-wise, and where their token axis is.
+
+Every node of a region's branch gets ``Axes(batch, token, mixing)``:
+- token-wise (``mixing=False``): output row ``i`` along ``token`` depends only on input row
+  ``i`` of the fork, so the node can be evaluated on a gathered subset of rows;
+- row-aligned mixing (``mixing=True`` with axes): output row ``i`` belongs to token ``i`` but
+  depends on other tokens too (self-attention output, attention scores); it can be cached
+  and its rows gathered, never recomputed on a subset;
+- opaque (``None``): the token axis is lost or unknown.
+Unknown operations are opaque: the analysis errs towards caching, never towards a wrong subset.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch.fx as fx
+
+from ..ops import ELEMENTWISE, arg, op_name, sequence_arg, shape_of
+
+
+@dataclass(frozen=True)
+class Axes:
+    batch: int
+    token: int
+    mixing: bool = False
+
+
+AxesMap = dict[fx.Node, Axes | None]
+
+
+def analyze_branch(fork: fx.Node, branch: set[fx.Node], order: dict[fx.Node, int]) -> AxesMap:
+    """Axes of the fork (batch 0, token 1) and of every branch node, in topological order."""
+    axes: AxesMap = {fork: Axes(0, 1)}
+    for node in sorted(branch, key=order.__getitem__):
+        try:
+            axes[node] = _rule(node, axes)
+        except (TypeError, ValueError, IndexError, KeyError):
+            axes[node] = None
+    return axes
+
+
+def _tracked(value: Any, axes: AxesMap) -> bool:
+    return isinstance(value, fx.Node) and value in axes
+
+
+def _rule(node: fx.Node, axes: AxesMap) -> Axes | None:
+    name = op_name(node)
+    handler = _RULES.get(name)
+    if handler is not None:
+        return handler(node, axes)
+    if name in ELEMENTWISE:
+        return _elementwise(node, axes)
+    return None
+
+
+def _only_tracked(node: fx.Node, axes: AxesMap) -> tuple[fx.Node, Axes] | None:
+    tracked = [a for a in node.all_input_nodes if a in axes]
+    if len(tracked) != 1 or axes[tracked[0]] is None:
+        return None
+    return tracked[0], axes[tracked[0]]  # type: ignore[return-value]
+
+
+def _aligned(ax: Axes, in_ndim: int, out_ndim: int) -> Axes:
+    shift = out_ndim - in_ndim
+    return Axes(ax.batch + shift, ax.token + shift)
+
+
+def side_extent_ok(side: fx.Node, out: Axes, out_ndim: int, batch: int, tokens: int) -> bool:
+    """A broadcast operand from outside the branch is fine if it is 1 or full along both axes."""
+    shape = shape_of(side)
+    if shape is None:
+        return False
+    shift = out_ndim - len(shape)
+    for axis, full in ((out.batch, batch), (out.token, tokens)):
+        pos = axis - shift
+        if pos >= 0 and shape[pos] not in (1, full):
+            return False
+    return True
+
+
+def _elementwise(node: fx.Node, axes: AxesMap) -> Axes | None:
+    out_shape = shape_of(node)
+    if out_shape is None:
+        return None
+    result: Axes | None = None
+    mixing = False
+    for value in node.all_input_nodes:
+        if value not in axes:
+            continue
+        ax, shape = axes[value], shape_of(value)
+        if ax is None or shape is None:
+            return None
+        aligned = _aligned(ax, len(shape), len(out_shape))
+        if result is not None and (result.batch, result.token) != (aligned.batch, aligned.token):
+            return None
+        result, mixing = aligned, mixing or ax.mixing
+    if result is None:
+        return None
+    batch, tokens = out_shape[result.batch], out_shape[result.token]
+    for value in node.all_input_nodes:
+        if value not in axes and shape_of(value) is not None:
+            if not side_extent_ok(value, result, len(out_shape), batch, tokens):
+                return None
+    return Axes(result.batch, result.token, False)
+
+
+def _linear(node: fx.Node, axes: AxesMap) -> Axes | None:
+    x = arg(node, 0, "input")
+    if not _tracked(x, axes) or any(_tracked(arg(node, i, n), axes) for i, n in ((1, "weight"), (2, "bias"))):
+        return None
+    ax, shape = axes[x], shape_of(x)
+    if ax is None or shape is None or ax.token == len(shape) - 1 or ax.batch == len(shape) - 1:
+        return None
+    return Axes(ax.batch, ax.token)
+
+
+def _matmul(node: fx.Node, axes: AxesMap) -> Axes | None:
+    a, b = node.args[0], node.args[1]
+    a_shape, b_shape, out_shape = shape_of(a), shape_of(b), shape_of(node)
+    if a_shape is None or b_shape is None or out_shape is None or len(a_shape) < 2 or len(b_shape) < 2:
+        return None
+    if not _tracked(a, axes):
+        return None  # a token-dependent right operand: rows of the output are not tokens
+    ax = axes[a]
+    if ax is None or ax.token == len(a_shape) - 1 or ax.batch >= len(a_shape) - 1:
+        return None
+    aligned = _aligned(ax, len(a_shape), len(out_shape))
+    if _tracked(b, axes):
+        return Axes(aligned.batch, aligned.token, True)
+    if ax.token != len(a_shape) - 2:
+        return None  # token among the broadcast batch dims: possible but rare, stay safe
+    return Axes(aligned.batch, aligned.token)
+
+
+def _sdpa(node: fx.Node, axes: AxesMap) -> Axes | None:
+    q, k, v, mask = arg(node, 0, "query"), arg(node, 1, "key"), arg(node, 2, "value"), arg(node, 3, "attn_mask")
+    q_shape, out_shape = shape_of(q), shape_of(node)
+    if not _tracked(q, axes) or axes[q] is None or q_shape is None or out_shape is None:
+        return None
+    ax = axes[q]
+    if ax.token != len(q_shape) - 2 or ax.batch >= len(q_shape) - 2:  # type: ignore[union-attr]
+        return None
+    aligned = _aligned(ax, len(q_shape), len(out_shape))  # type: ignore[arg-type]
+    if _tracked(k, axes) or _tracked(v, axes):
+        return Axes(aligned.batch, aligned.token, True)
+    if isinstance(mask, fx.Node):
+        if _tracked(mask, axes) or not side_extent_ok(mask, aligned, len(out_shape), out_shape[aligned.batch], out_shape[aligned.token]):
+            return None
+    return Axes(aligned.batch, aligned.token)
+
+
+def _dim_arg(node: fx.Node, ndim: int, index: int = 1, name: str = "dim") -> int | None:
+    dim = arg(node, index, name)
+    return dim % ndim if isinstance(dim, int) else None
+
+
+def _softmax(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found = _only_tracked(node, axes)
+    shape = shape_of(node)
+    if found is None or shape is None:
+        return None
+    dim = _dim_arg(node, len(shape))
+    ax = found[1]
+    if dim is None or dim in (ax.batch, ax.token):
+        return None
+    return ax
+
+
+def _norm(node: fx.Node, axes: AxesMap) -> Axes | None:
+    x = arg(node, 0, "input")
+    if not _tracked(x, axes) or any(a in axes for a in node.all_input_nodes if a is not x):
+        return None
+    ax, shape = axes[x], shape_of(x)
+    normalized = arg(node, 1, "normalized_shape")
+    if ax is None or shape is None or not isinstance(normalized, (list, tuple)):
+        return None
+    first = len(shape) - len(normalized)
+    return ax if max(ax.batch, ax.token) < first else None
+
+
+def _normalize(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found, shape = _only_tracked(node, axes), shape_of(node)
+    if found is None or shape is None:
+        return None
+    dim = _dim_arg(node, len(shape), 2, "dim") if arg(node, 2, "dim", 1) is not None else None
+    ax = found[1]
+    return ax if dim is not None and dim not in (ax.batch, ax.token) else None
+
+
+def _reduction(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found, in_shape = _only_tracked(node, axes), shape_of(node.args[0]) if node.args else None
+    out_shape = shape_of(node)
+    if found is None or in_shape is None or out_shape is None:
+        return None
+    dims = arg(node, 2 if op_name(node) == "norm" else 1, "dim")
+    if dims is None or isinstance(dims, bool):
+        return None
+    dims = [d % len(in_shape) for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    ax = found[1]
+    if ax.batch in dims or ax.token in dims:
+        return None
+    keep = len(out_shape) == len(in_shape)
+    shift = lambda a: a if keep else a - sum(d < a for d in dims)  # noqa: E731
+    return Axes(shift(ax.batch), shift(ax.token))
+
+
+def map_reshape(in_shape: tuple[int, ...], out_shape: tuple[int, ...], ax: Axes) -> Axes | None:
+    """Where the batch and token axes land through a view/reshape/flatten (shape-based)."""
+    def locate(axis: int) -> int | None:
+        prefix, extent = math.prod(in_shape[:axis]), in_shape[axis]
+        suffix = math.prod(in_shape[axis + 1:])
+        for j, size in enumerate(out_shape):
+            if size == extent and math.prod(out_shape[:j]) == prefix and math.prod(out_shape[j + 1:]) == suffix:
+                return j
+        return None
+
+    batch, token = locate(ax.batch), locate(ax.token)
+    if batch is None or token is None or batch == token:
+        return None
+    return Axes(batch, token)
+
+
+def _reshape(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found, out_shape = _only_tracked(node, axes), shape_of(node)
+    if found is None or out_shape is None:
+        return None
+    source, ax = found
+    in_shape = shape_of(source)
+    if in_shape is None or node.args[0] is not source:
+        return None
+    mapped = map_reshape(in_shape, out_shape, ax)
+    return Axes(mapped.batch, mapped.token, False) if mapped else None
+
+
+def _permute(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found, shape = _only_tracked(node, axes), shape_of(node)
+    if found is None or shape is None:
+        return None
+    ax, ndim, name = found[1], len(shape), op_name(node)
+    if name == "permute":
+        dims = [d % ndim for d in sequence_arg(node, 1, "dims")]
+        perm = {old: new for new, old in enumerate(dims)}
+    elif name == "transpose":
+        d0, d1 = arg(node, 1, "dim0") % ndim, arg(node, 2, "dim1") % ndim
+        perm = {d0: d1, d1: d0}
+    elif name in ("t", "mT"):
+        perm = {ndim - 1: ndim - 2, ndim - 2: ndim - 1}
+    elif name == "movedim":
+        src, dst = arg(node, 1, "source"), arg(node, 2, "destination")
+        if not isinstance(src, int) or not isinstance(dst, int):
+            return None
+        order = list(range(ndim))
+        order.insert(dst % ndim, order.pop(src % ndim))
+        perm = {old: new for new, old in enumerate(order)}
+    else:
+        return None
+    return Axes(perm.get(ax.batch, ax.batch), perm.get(ax.token, ax.token))
+
+
+def _split(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found = _only_tracked(node, axes)
+    if found is None:
+        return None
+    source, ax = found
+    shape = shape_of(source)
+    if shape is None:
+        return None
+    index = 2 if op_name(node) in ("split", "chunk", "tensor_split") else 1
+    dim = arg(node, index, "dim", 0)
+    if not isinstance(dim, int):
+        return None
+    dim %= len(shape)
+    if dim in (ax.batch, ax.token):
+        return None
+    if op_name(node) == "unbind":
+        return Axes(ax.batch - (dim < ax.batch), ax.token - (dim < ax.token))
+    return ax
+
+
+def _getitem(node: fx.Node, axes: AxesMap) -> Axes | None:
+    source, index = node.args[0], node.args[1]
+    if not _tracked(source, axes) or axes[source] is None:  # type: ignore[index]
+        return None
+    ax: Axes = axes[source]  # type: ignore[assignment]
+    in_shape = shape_of(source)
+    if in_shape is None:  # a tuple from split/chunk: elements keep the axes
+        return ax if isinstance(index, int) else None
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(isinstance(i, fx.Node) or hasattr(i, "shape") for i in items):
+        return None
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        used = sum(1 for i in items if i is not None and i is not Ellipsis)
+        items[at:at + 1] = [slice(None)] * (len(in_shape) - used)
+    out_dim, mapping, in_dim = 0, {}, 0
+    for item in items:
+        if item is None:
+            out_dim += 1
+            continue
+        if isinstance(item, int):
+            mapping[in_dim] = None
+        elif isinstance(item, slice):
+            full = item.indices(in_shape[in_dim]) == (0, in_shape[in_dim], 1)
+            mapping[in_dim] = out_dim if full else -1
+            out_dim += 1
+        else:
+            return None
+        in_dim += 1
+    for rest in range(in_dim, len(in_shape)):
+        mapping[rest] = out_dim
+        out_dim += 1
+    batch, token = mapping.get(ax.batch), mapping.get(ax.token)
+    if batch is None or token is None or batch < 0 or token < 0:
+        return None
+    return Axes(batch, token)
+
+
+def _cat(node: fx.Node, axes: AxesMap) -> Axes | None:
+    tensors = arg(node, 0, "tensors")
+    out_shape = shape_of(node)
+    if not isinstance(tensors, (list, tuple)) or out_shape is None:
+        return None
+    stack = op_name(node) == "stack"
+    dim = arg(node, 1, "dim", 0) % (len(out_shape))
+    result = None
+    for t in tensors:
+        if _tracked(t, axes):
+            ax = axes[t]
+            if ax is None or (result is not None and (result.batch, result.token) != (ax.batch, ax.token)):
+                return None
+            result = ax
+    if result is None:
+        return None
+    if stack:
+        result = Axes(result.batch + (dim <= result.batch), result.token + (dim <= result.token))
+    elif dim in (result.batch, result.token):
+        return None
+    for t in tensors:
+        if isinstance(t, fx.Node) and not _tracked(t, axes):
+            shape = shape_of(t)
+            if shape is None or shape[result.token - stack * (dim <= result.token)] != out_shape[result.token]:
+                return None
+    return Axes(result.batch, result.token)
+
+
+def _expand(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found, shape = _only_tracked(node, axes), shape_of(node)
+    if found is None or shape is None or found[0] is not node.args[0]:
+        return None
+    in_shape = shape_of(found[0])
+    if in_shape is None:
+        return None
+    return _aligned(found[1], len(in_shape), len(shape))
+
+
+def _unsqueeze(node: fx.Node, axes: AxesMap) -> Axes | None:
+    found = _only_tracked(node, axes)
+    in_shape, out_shape = (shape_of(found[0]) if found else None), shape_of(node)
+    if found is None or in_shape is None or out_shape is None:
+        return None
+    return map_reshape(in_shape, out_shape, found[1])
+
+
+_RULES: dict[str, Callable[[fx.Node, AxesMap], Axes | None]] = {
+    "linear": _linear, "matmul": _matmul, "scaled_dot_product_attention": _sdpa,
+    "softmax": _softmax, "log_softmax": _softmax, "layer_norm": _norm, "rms_norm": _norm,
+    "normalize": _normalize, "sum": _reduction, "mean": _reduction, "amax": _reduction,
+    "amin": _reduction, "var": _reduction, "std": _reduction, "norm": _reduction,
+    "logsumexp": _reduction, "view": _reshape, "reshape": _reshape, "flatten": _reshape,
+    "unflatten": _reshape, "permute": _permute, "transpose": _permute, "t": _permute,
+    "mT": _permute, "movedim": _permute, "chunk": _split, "split": _split,
+    "tensor_split": _split, "unbind": _split, "getitem": _getitem, "cat": _cat, "stack": _cat,
+    "expand": _expand, "broadcast_to": _expand, "unsqueeze": _unsqueeze, "squeeze": _unsqueeze,
+}

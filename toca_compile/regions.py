@@ -1,0 +1,78 @@
+"""Typed records of what the detection pass found; shared by every later pass."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch.fx as fx
+
+RegionKind = Literal["attn", "joint_attn", "cross_attn", "mlp", "parallel"]
+
+#: kinds whose branch output depends on other tokens' rows: reused whole on partial steps.
+MIXING_KINDS: frozenset[str] = frozenset({"attn", "joint_attn"})
+
+
+@dataclass
+class Region:
+    """One residual branch ``join = fork + gate * branch`` of a transformer block.
+
+    The cache holds ``cache_point`` (the branch output before the adaLN gate), so the gate
+    and the residual add are recomputed every step with the current modulation.
+    """
+
+    index: int                      # position in graph order of the cache points
+    kind: RegionKind
+    block: int                      # block ordinal (0-based) in graph order
+    block_name: str                 # module path of the block when metadata has it
+    fork: fx.Node                   # residual stream entering the branch, [B, N, C]
+    join: fx.Node                   # the add that closes the residual
+    cache_point: fx.Node            # branch output before the gate
+    gate: fx.Node | None            # adaLN gate multiplied onto cache_point, if any
+    anchors: list[fx.Node]          # attention / activation nodes that identify the branch
+    branch: set[fx.Node]            # nodes on paths fork -> cache_point (cache_point included)
+    tokens: int                     # N, the length of the token axis of the fork
+    batch: int
+    partial_ok: bool = True         # False: the branch cannot run on a row subset -> reuse only
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        name = self.block_name or f"block{self.block}"
+        return f"{name}.{self.kind}" if self.kind else name
+
+
+@dataclass
+class DetectionResult:
+    regions: list[Region] = field(default_factory=list)
+    timestep: fx.Node | None = None   # placeholder that feeds the sinusoidal embedding
+    reason: str = ""                  # why nothing can be cached, when regions is empty
+
+    @property
+    def num_blocks(self) -> int:
+        return 1 + max((r.block for r in self.regions), default=-1)
+
+
+@dataclass
+class CacheSlot:
+    """A value kept across steps: a region's cache point, or a token-mixing value inside it."""
+
+    node: fx.Node
+    batch_axis: int
+    token_axis: int
+    shape: tuple[int, ...]
+    dtype: object
+
+
+@dataclass
+class RegionPlan:
+    """What a region caches and which nodes a partial step re-evaluates on gathered rows."""
+
+    region: Region
+    slots: list[CacheSlot]            # slots[0] is the cache point
+    recompute: list[fx.Node]          # token-wise nodes between fork and cache point, in order
+    axes: dict                        # fx.Node -> Axes | None, from the token-axis analysis
+
+    @property
+    def partial(self) -> bool:
+        """True when a partial step recomputes selected rows (False: reuse the whole cache)."""
+        return self.region.partial_ok

@@ -1,0 +1,156 @@
+"""Per-call decisions on the host: which step, which CFG branch, which compiled variant.
+
+The compiled graphs never branch. Each call of a cached graph asks the shared clock which
+step and branch it belongs to, picks the full or a partial variant (compiled on first use,
+then reused for the rest of this and every later generation of the same shape), and passes
+that branch's state tensors, which the variant updates in place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from .compilers import compile_graph
+from .schedule import tokens_for
+from .scores import random_scores
+
+if TYPE_CHECKING:
+    from .backend import ToCa
+    from .passes.pipeline import PassContext
+
+
+class ToCaWarning(UserWarning):
+    """A graph runs without caching (plain compile); the message says why."""
+
+
+@dataclass
+class StepClock:
+    """Steps and CFG branches from the timestep sequence: equal t = next branch, lower t = next
+    step, higher t (or ``reset()``) = new generation. Without a timestep every call is a step."""
+
+    generation: int = 0
+    step: int = -1
+    branch: int = 0
+    last_t: float | None = None
+    fresh: bool = True
+
+    def tick(self, t: float | None) -> bool:
+        """Advance for one call of the leading graph; True when a new step starts."""
+        if self.fresh or (t is not None and self.last_t is not None and t > self.last_t):
+            self.generation += 1
+            self.step, self.branch, self.fresh, self.last_t = 0, 0, False, t
+            return True
+        if t is not None and t == self.last_t:
+            self.branch += 1
+            return False
+        self.step, self.branch, self.last_t = self.step + 1, 0, t
+        return True
+
+    def reset(self) -> None:
+        self.fresh = True
+
+
+@dataclass
+class BranchState:
+    tensors: list[torch.Tensor]
+    by_key: dict[tuple[int, str], torch.Tensor]
+    generation: int = -1      # generation whose full step last filled the caches
+
+
+@dataclass
+class CachedGraph:
+    """The callable handed back to Dynamo for one graph."""
+
+    toca: "ToCa"
+    ctx: "PassContext"
+    graph_id: int
+    timestep_index: int | None
+    variants: dict[tuple[int, ...] | None, Callable] = field(default_factory=dict)
+    states: dict[int, BranchState] = field(default_factory=dict)
+    broken: str = ""
+    fallback: Callable | None = None
+
+    def __call__(self, *args):
+        if self.broken:
+            return self._fallback()(*args)
+        try:
+            fn, tensors = self._prepare(args)
+        except Exception as error:  # noqa: BLE001  never crash the user's model because of us
+            self.broken = f"{type(error).__name__}: {error}"
+            self.toca.warn(f"graph {self.graph_id}: caching disabled after an internal error ({self.broken}); "
+                           "running the plain compiled graph from now on")
+            return self._fallback()(*args)
+        return fn(*args, *tensors)
+
+    # -- decisions -------------------------------------------------------------------
+    def _prepare(self, args: tuple):
+        toca, clock = self.toca, self.toca.clock
+        if toca.leader is self:
+            t = None
+            if self.timestep_index is not None:
+                t = float(args[self.timestep_index].detach().float().max())
+            toca.on_tick(clock.tick(t))
+        toca.stats_.calls += 1 if toca.leader is self else 0
+        step, branch = max(clock.step, 0), clock.branch
+        state = self.states.get(branch)
+        if state is None:
+            state = self.states[branch] = self._allocate()
+        full = toca.schedule.is_full(step) or state.generation != clock.generation
+        if full:
+            state.generation = clock.generation
+            key = None
+            ks: dict[int, int] = {}
+        else:
+            ks = self._tokens(step)
+            key = tuple(ks[p.region.index] for p in self.ctx.plans)
+        if toca.leader is self and branch == 0:
+            toca.stats_.full_steps += full
+            toca.stats_.partial_steps += not full
+        fn = self.variants.get(key)
+        if fn is None:
+            fn = self.variants[key] = self._compile(ks if key is not None else None, state)
+        if key is not None:
+            self._draw_noise(state, step, ks)
+            self._count(ks)
+        return fn, state.tensors
+
+    def _tokens(self, step: int) -> dict[int, int]:
+        num_blocks = self.ctx.detection.num_blocks
+        ks = {}
+        for plan in self.ctx.plans:
+            region = plan.region
+            ratio = self.toca.schedule.ratio(step, region.kind, region.block, num_blocks) if plan.partial else 0.0
+            ks[region.index] = tokens_for(ratio, region.tokens)
+        return ks
+
+    def _draw_noise(self, state: BranchState, step: int, ks: dict[int, int]) -> None:
+        seed = self.toca.config.seed
+        for plan in self.ctx.plans:
+            region = plan.region
+            if ks[region.index]:
+                noise = state.by_key[(region.index, "noise")]
+                noise.copy_(random_scores(seed, step, region.index, region.batch, region.tokens))
+
+    def _count(self, ks: dict[int, int]) -> None:
+        for plan, entry in zip(self.ctx.plans, self.toca.region_stats(self)):
+            entry.partial_calls += 1
+            entry.tokens_refreshed += ks[plan.region.index] * plan.region.batch
+
+    # -- compilation -----------------------------------------------------------------
+    def _allocate(self) -> BranchState:
+        by_key = {spec.key: spec.allocate() for spec in self.ctx.specs}
+        return BranchState([by_key[spec.key] for spec in self.ctx.specs], by_key)
+
+    def _compile(self, ks: dict[int, int] | None, state: BranchState) -> Callable:
+        from .passes.pipeline import build_variant
+
+        gm = build_variant(self.ctx, ks, state.tensors)
+        self.toca.stats_.variants_compiled += 1
+        return compile_graph(gm, list(self.ctx.example_inputs) + state.tensors, self.toca.config.compiler)
+
+    def _fallback(self) -> Callable:
+        if self.fallback is None:
+            self.fallback = compile_graph(self.ctx.gm, list(self.ctx.example_inputs), self.toca.config.compiler)
+        return self.fallback
