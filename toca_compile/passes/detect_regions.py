@@ -27,13 +27,17 @@ def detect_regions(gm: fx.GraphModule, example_inputs: list) -> DetectionResult:
     graph = gm.graph
     index = GraphIndex(graph)
     candidates = [c for c in (_join_candidate(n, index) for n in graph.nodes if op_name(n) == "add") if c]
-    joins = {c[0] for c in candidates}
+    branches = {join: index.between(fork, point) for join, fork, point, _ in candidates}
     regions: list[Region] = []
     for join, fork, cache_point, gate in candidates:
-        branch = index.between(fork, cache_point)
-        if not branch or any(j in branch for j in joins):
-            continue  # an outer residual around other regions, or nothing in between
-        kind, anchors = _classify(branch, fork)
+        branch = branches[join]
+        if not branch:
+            continue
+        # Anchors that belong to a residual nested inside this one are that region's; a
+        # branch with none of its own (a residual around a whole block) is no region.
+        nested = [branches[j] for j in branches if j is not join and j in branch]
+        own = branch.difference(*nested) if nested else branch
+        kind, anchors = _classify(branch, own, fork)
         if kind is None:
             continue
         shape = shape_of(fork)
@@ -58,6 +62,7 @@ def _join_candidate(add: fx.Node, index: GraphIndex):
     if len(operands) != 2 or out_shape is None or len(out_shape) != 3:
         return None
     for fork, branch_out in (operands, operands[::-1]):
+        fork = _strip_casts(fork)
         if shape_of(fork) != out_shape or shape_of(branch_out) != out_shape:
             continue
         if index.position[fork] >= index.position[branch_out] or not index.reaches(fork, branch_out):
@@ -67,6 +72,16 @@ def _join_candidate(add: fx.Node, index: GraphIndex):
             return None
         return add, fork, cache_point, gate
     return None
+
+
+def _strip_casts(node: fx.Node) -> fx.Node:
+    """``x.float() + branch``: the residual stream is ``x``, which the branch also reads."""
+    while op_name(node) in ("to", "identity") and isinstance(node.args[0] if node.args else None, fx.Node):
+        source = node.args[0]
+        if shape_of(source) != shape_of(node):
+            break
+        node = source
+    return node
 
 
 def _strip_gate(node: fx.Node, fork: fx.Node, index: GraphIndex) -> tuple[fx.Node, fx.Node | None]:
@@ -114,10 +129,10 @@ def _attention_parts(node: fx.Node) -> tuple[fx.Node | None, fx.Node | None]:
     return None, None
 
 
-def _classify(branch: set[fx.Node], fork: fx.Node) -> tuple[RegionKind | None, list[fx.Node]]:
+def _classify(branch: set[fx.Node], own: set[fx.Node], fork: fx.Node) -> tuple[RegionKind | None, list[fx.Node]]:
     tokens = shape_of(fork)[1]  # type: ignore[index]
     self_attn, cross_attn, joint, activations = [], [], False, []
-    for node in branch:
+    for node in sorted(own, key=lambda n: n.name):
         name = op_name(node)
         if name == _SDPA or name in _SOFTMAX:
             query, key = _attention_parts(node)
@@ -130,9 +145,11 @@ def _classify(branch: set[fx.Node], fork: fx.Node) -> tuple[RegionKind | None, l
                 joint = joint or key_len != tokens
             else:
                 cross_attn.append(node)
-        elif name in ACTIVATIONS and node not in self_attn:
+        elif name in ACTIVATIONS:
             activations.append(node)
     activations = [a for a in activations if not _feeds_softmax_only(a)]
+    if not self_attn and activations and _mixes_tokens(own):
+        return "attn", activations  # linear attention (kernel feature maps, no softmax)
     if self_attn and activations:
         return "parallel", self_attn + activations
     if self_attn:
@@ -142,6 +159,16 @@ def _classify(branch: set[fx.Node], fork: fx.Node) -> tuple[RegionKind | None, l
     if activations:
         return "mlp", activations
     return None, []
+
+
+def _mixes_tokens(own: set[fx.Node]) -> bool:
+    """A matmul of two token-dependent operands, as in linear attention's K^T V."""
+    for node in own:
+        if op_name(node) == "matmul":
+            operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
+            if len(operands) == 2 and all(o in own for o in operands):
+                return True
+    return False
 
 
 def _feeds_softmax_only(node: fx.Node) -> bool:

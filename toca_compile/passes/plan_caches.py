@@ -17,7 +17,8 @@ from .token_axes import Axes, analyze_branch
 
 def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> list[RegionPlan]:
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
-    return [_plan_region(region, order) for region in detection.regions]
+    points = {r.cache_point: r for r in detection.regions}
+    return [_plan_region(region, order, points) for region in detection.regions]
 
 
 def _slot(node: fx.Node, axes: Axes | None) -> CacheSlot:
@@ -28,8 +29,11 @@ def _slot(node: fx.Node, axes: Axes | None) -> CacheSlot:
                      shape=shape, dtype=meta.dtype)
 
 
-def _plan_region(region: Region, order: dict[fx.Node, int]) -> RegionPlan:
-    axes = analyze_branch(region.fork, region.branch, order)
+def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node, Region]) -> RegionPlan:
+    fork_shape = shape_of(region.fork)
+    nested = {p: Axes(0, 1, mixing=True) for p in region.branch
+              if p in points and p is not region.cache_point and shape_of(p) == fork_shape}
+    axes = analyze_branch(region.fork, region.branch, order, nested)
     point = region.cache_point
     whole = RegionPlan(region, [_slot(point, axes.get(point))], [], axes)
     if region.kind in MIXING_KINDS:

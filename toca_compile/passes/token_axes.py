@@ -30,10 +30,18 @@ class Axes:
 AxesMap = dict[fx.Node, Axes | None]
 
 
-def analyze_branch(fork: fx.Node, branch: set[fx.Node], order: dict[fx.Node, int]) -> AxesMap:
-    """Axes of the fork (batch 0, token 1) and of every branch node, in topological order."""
+def analyze_branch(fork: fx.Node, branch: set[fx.Node], order: dict[fx.Node, int],
+                   known: dict[fx.Node, Axes] | None = None) -> AxesMap:
+    """Axes of the fork (batch 0, token 1) and of every branch node, in topological order.
+
+    ``known`` fixes the axes of some nodes: the cache points of regions nested in this one,
+    which are residual-stream shaped and mix tokens (their own region caches them).
+    """
     axes: AxesMap = {fork: Axes(0, 1)}
     for node in sorted(branch, key=order.__getitem__):
+        if known and node in known:
+            axes[node] = known[node]
+            continue
         try:
             axes[node] = _rule(node, axes)
         except (TypeError, ValueError, IndexError, KeyError):
@@ -104,6 +112,15 @@ def _elementwise(node: fx.Node, axes: AxesMap) -> Axes | None:
             if not side_extent_ok(value, result, len(out_shape), batch, tokens):
                 return None
     return Axes(result.batch, result.token, False)
+
+
+def _cast(node: fx.Node, axes: AxesMap) -> Axes | None:
+    """``x.to(...)``, ``x.type_as(other)``, dropout: only the first operand is data."""
+    source = node.args[0] if node.args else arg(node, 0, "input")
+    if not _tracked(source, axes) or axes[source] is None:
+        return None
+    ax = axes[source]
+    return Axes(ax.batch, ax.token)  # type: ignore[union-attr]
 
 
 def _linear(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -364,6 +381,7 @@ def _unsqueeze(node: fx.Node, axes: AxesMap) -> Axes | None:
 
 
 _RULES: dict[str, Callable[[fx.Node, AxesMap], Axes | None]] = {
+    "to": _cast, "identity": _cast, "dropout": _cast,
     "linear": _linear, "matmul": _matmul, "scaled_dot_product_attention": _sdpa,
     "softmax": _softmax, "log_softmax": _softmax, "layer_norm": _norm, "rms_norm": _norm,
     "normalize": _normalize, "sum": _reduction, "mean": _reduction, "amax": _reduction,

@@ -1,0 +1,1 @@
+"""Graph passes; the order they run in is written down in ``pipeline.py``."""

@@ -1,0 +1,235 @@
+"""Bundled models: a small class-conditional DiT trained on MNIST pixels, and an MNIST classifier.
+
+Both are tiny and CPU-friendly; they exist so that the quality of token-wise caching can be
+measured on a real trained diffusion transformer (e.g. classifier accuracy of generated digits,
+or an FID computed on :meth:`MNISTClassifier.features`). ``examples/train_mnist.py`` produces
+the weights in ``toca_compile/assets/``.
+
+The DiT works directly on 28x28 pixels scaled to [-1, 1] (no VAE), patch 4, so an image is
+7x7 = 49 tokens. It predicts the noise (epsilon) under the linear-beta 1000-step schedule of the
+DiT paper. Labels 0..9 are the digits; label 10 (:data:`NULL_LABEL`) is the "no class" label
+used for classifier-free guidance (diffusers' ``LabelEmbedding`` reserves index ``num_classes``
+for it when its dropout probability is > 0, which it always is inside ``DiTTransformer2DModel``).
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_CLASSES = 10
+NULL_LABEL = NUM_CLASSES  # index of the unconditional ("dropped") label embedding
+IMAGE_SIZE = 28
+
+# kwargs of diffusers.DiTTransformer2DModel
+MNIST_DIT_CONFIG: dict = {
+    "num_attention_heads": 4,
+    "attention_head_dim": 16,  # width 64
+    "in_channels": 1,
+    "out_channels": 1,  # epsilon only (no learned sigma): DDIM does not need variances
+    "num_layers": 6,
+    "dropout": 0.0,
+    "attention_bias": True,
+    "sample_size": IMAGE_SIZE,
+    "patch_size": 4,
+    "activation_fn": "gelu-approximate",
+    "num_embeds_ada_norm": NUM_CLASSES,
+    "norm_type": "ada_norm_zero",
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-5,
+}
+
+# kwargs of diffusers.DDPMScheduler / DDIMScheduler: the DiT paper's schedule
+MNIST_SCHEDULER_CONFIG: dict = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "prediction_type": "epsilon",
+    "clip_sample": True,
+    "clip_sample_range": 1.0,
+}
+
+DIT_ASSET = "mnist_dit.safetensors"
+CLASSIFIER_ASSET = "mnist_classifier.safetensors"
+
+PathLike = Union[str, Path]
+
+
+class MNISTClassifier(nn.Module):
+    """A small CNN on [B, 1, 28, 28] images in [-1, 1]; ``forward`` gives logits over 10 digits.
+
+    ``features`` returns the 128-d penultimate activations, usable for a classifier-feature FID.
+    """
+
+    feature_dim = 128
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)
+        self.fc1 = nn.Linear(32 * 7 * 7, self.feature_dim)
+        self.fc2 = nn.Linear(self.feature_dim, NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc1(x.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
+
+def _asset_bytes(name: str, path: Optional[PathLike]) -> bytes:
+    if path is not None:
+        return Path(path).read_bytes()
+    resource = resources.files("toca_compile").joinpath("assets").joinpath(name)
+    try:
+        return resource.read_bytes()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"bundled asset toca_compile/assets/{name} is missing; run examples/train_mnist.py to create it"
+        ) from exc
+
+
+def _load_state(name: str, path: Optional[PathLike]) -> tuple[dict, dict]:
+    from safetensors.torch import load  # noqa: PLC0415
+
+    data = _asset_bytes(name, path)
+    state = load(data)
+    # The metadata sits in the JSON header after the 8-byte little-endian header length.
+    header_len = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
+    return state, metadata
+
+
+def load_mnist_dit(
+    dtype: torch.dtype = torch.float32,
+    device: Union[str, torch.device] = "cpu",
+    path: Optional[PathLike] = None,
+):
+    """The bundled class-conditional MNIST DiT (a diffusers ``DiTTransformer2DModel``), in eval mode
+    with gradients off. ``path`` loads another safetensors file of the same config instead."""
+    from diffusers import DiTTransformer2DModel  # noqa: PLC0415
+
+    state, metadata = _load_state(DIT_ASSET, path)
+    if "config" in metadata and json.loads(metadata["config"]) != MNIST_DIT_CONFIG:
+        raise ValueError(
+            f"{path or DIT_ASSET} was trained with config {metadata['config']}, which differs from "
+            f"MNIST_DIT_CONFIG {MNIST_DIT_CONFIG}; retrain with examples/train_mnist.py"
+        )
+    model = DiTTransformer2DModel(**MNIST_DIT_CONFIG)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    model = model.to(device)
+    if dtype != torch.float32:  # ModelMixin.to warns whenever a dtype is passed
+        model = model.to(dtype)
+    return model.eval().requires_grad_(False)
+
+
+def load_mnist_classifier(
+    device: Union[str, torch.device] = "cpu", path: Optional[PathLike] = None
+) -> MNISTClassifier:
+    """The bundled MNIST classifier (eval mode, gradients off); inputs in [-1, 1], [B, 1, 28, 28]."""
+    state, _ = _load_state(CLASSIFIER_ASSET, path)
+    model = MNISTClassifier()
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def make_scheduler(kind: str = "ddim"):
+    """A fresh diffusers scheduler with :data:`MNIST_SCHEDULER_CONFIG` ("ddim" or "ddpm")."""
+    from diffusers import DDIMScheduler, DDPMScheduler  # noqa: PLC0415
+
+    if kind == "ddim":
+        return DDIMScheduler(**MNIST_SCHEDULER_CONFIG, timestep_spacing="trailing", set_alpha_to_one=True)
+    if kind == "ddpm":
+        return DDPMScheduler(**MNIST_SCHEDULER_CONFIG)
+    raise ValueError(f"kind must be 'ddim' or 'ddpm', got {kind!r}")
+
+
+@torch.no_grad()
+def sample(
+    model: Callable,
+    labels: Union[torch.Tensor, Sequence[int]],
+    steps: int = 50,
+    guidance: float = 3.0,
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[int] = None,
+    progress: bool = True,
+    scheduler=None,
+    null_label: int = NULL_LABEL,
+    device: Optional[Union[str, torch.device]] = None,
+    dtype: Optional[torch.dtype] = None,
+    callback: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
+) -> torch.Tensor:
+    """Generate digits of ``labels`` with deterministic DDIM (eta = 0) in ``steps`` steps.
+
+    With ``guidance > 1`` classifier-free guidance runs as ONE batched model call per step on
+    2B inputs (the B conditional ones, then the same latents with ``null_label``), and combines
+    ``eps = eps_uncond + guidance * (eps_cond - eps_uncond)``; with ``guidance <= 1`` only the
+    B conditional inputs are run (plain conditional sampling). ``model`` may be a compiled
+    module; it is called as ``model(x, timestep=t, class_labels=y, return_dict=False)[0]``.
+    The initial noise comes from ``generator`` (or a fresh one seeded with ``seed``; neither:
+    the global RNG), drawn on the CPU so results do not depend on the device.
+    ``callback(i, t, x)`` is called after each step. Returns float32 images in [-1, 1],
+    shape [B, 1, 28, 28].
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if labels.numel() == 0:
+        raise ValueError("labels is empty")
+    if (labels < 0).any() or (labels > null_label).any():
+        raise ValueError(f"labels must be in [0, {null_label}], got {labels.tolist()}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    config = getattr(model, "config", None)
+    if device is None or dtype is None:
+        try:
+            param = next(iter(model.parameters()))  # type: ignore[attr-defined]
+        except (AttributeError, StopIteration):
+            param = None
+        device = device if device is not None else (param.device if param is not None else "cpu")
+        dtype = dtype if dtype is not None else (param.dtype if param is not None else torch.float32)
+    size = int(getattr(config, "sample_size", IMAGE_SIZE)) if config is not None else IMAGE_SIZE
+    channels = int(getattr(config, "in_channels", 1)) if config is not None else 1
+    if generator is None and seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+
+    scheduler = scheduler if scheduler is not None else make_scheduler("ddim")
+    scheduler.set_timesteps(steps)
+    b = labels.numel()
+    x = torch.randn((b, channels, size, size), generator=generator, dtype=torch.float32)
+    x = (x * scheduler.init_noise_sigma).to(device)
+    use_cfg = guidance > 1.0
+    y = torch.cat([labels, torch.full_like(labels, null_label)]) if use_cfg else labels
+    y = y.to(device)
+
+    iterator = scheduler.timesteps
+    if progress:
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        iterator = tqdm(iterator, desc="sampling", leave=False)
+    for i, t in enumerate(iterator):
+        x_in = torch.cat([x, x]) if use_cfg else x
+        t_in = t.reshape(1).expand(x_in.shape[0]).to(device)
+        eps = model(x_in.to(dtype), timestep=t_in, class_labels=y, return_dict=False)[0].float()
+        if use_cfg:
+            eps_cond, eps_uncond = eps.chunk(2)
+            eps = eps_uncond + guidance * (eps_cond - eps_uncond)
+        x = scheduler.step(eps, t, x).prev_sample
+        if callback is not None:
+            callback(i, t, x)
+
+    if size != IMAGE_SIZE:  # a padded model: crop back to the centre 28x28
+        off = (size - IMAGE_SIZE) // 2
+        x = x[..., off : off + IMAGE_SIZE, off : off + IMAGE_SIZE]
+    return x.float().clamp(-1.0, 1.0).cpu()
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 MNIST images [N, 28, 28] (0..255) -> float [N, 1, 28, 28] in [-1, 1]."""
+    return (images.float() / 127.5 - 1.0).unsqueeze(1)
