@@ -1,0 +1,116 @@
+"""The backend on hypothesis-generated transformers, checked against their construction,
+against the uncached model, and against the eager reference implementation (the oracle).
+
+These run the rewritten graphs with the eager executor so that many architectures fit in CI;
+test_inductor.py sends a fixed set of them through Inductor.
+"""
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import toca_compile
+from architectures import ReferenceToCa, TinyDiT, arch_specs, expected_regions, make_inputs, timesteps
+from toca_compile import ToCa, ToCaConfig
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _compiled(model, config):
+    torch._dynamo.reset()  # one Dynamo cache entry per example, never the recompile limit
+    toca = ToCa(config)
+    return toca, torch.compile(model, backend=toca.backend, fullgraph=True, dynamic=False)
+
+
+def _run(fn, spec, steps, text, x, cfg_branches=1):
+    outs = []
+    with torch.no_grad():
+        for t in timesteps(spec, steps):
+            for _ in range(cfg_branches):
+                outs.append(fn(x, t, text))
+    return outs
+
+
+@given(arch_specs())
+@SETTINGS
+def test_detection_finds_exactly_the_constructed_regions(spec):
+    model = TinyDiT(spec)
+    x, text = make_inputs(spec)
+    torch._dynamo.reset()
+    report = toca_compile.inspect(model, x, timesteps(spec, 1)[0], text)
+    assert len(report.graphs) == 1 and not report.graphs[0].reason
+    assert [(r.block, r.kind) for r in report.regions] == expected_regions(spec)
+    assert report.graphs[0].timestep is not None
+    for region in report.regions:
+        if region.kind in ("mlp", "cross_attn", "parallel"):
+            assert region.partial_ok, region.note  # token-wise branches recompute rows
+
+
+@given(arch_specs(), st.integers(2, 5))
+@SETTINGS
+def test_interval_one_equals_the_uncached_model(spec, steps):
+    model = TinyDiT(spec)
+    x, text = make_inputs(spec)
+    _, fast = _compiled(model, ToCaConfig(interval=1, ratio=0.5, compiler="eager"))
+    for got, want in zip(_run(fast, spec, steps, text, x), _run(model, spec, steps, text, x)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@given(arch_specs(), st.integers(2, 4), st.floats(0.0, 1.0), st.integers(1, 2), st.integers(0, 5))
+@SETTINGS
+def test_compiled_caching_equals_the_reference_over_a_generation(spec, interval, ratio, branches, seed):
+    model = TinyDiT(spec)
+    x, text = make_inputs(spec, seed)
+    config = ToCaConfig(interval=interval, ratio=ratio, seed=seed, compiler="eager")
+    toca, fast = _compiled(model, config)
+    oracle = ReferenceToCa(model, config)
+    steps = 2 * interval + 1
+    got = _run(fast, spec, steps, text, x, branches)
+    want = _run(oracle, spec, steps, text, x, branches)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+    stats = toca.stats()
+    assert stats.steps == steps and stats.full_steps == len(range(0, steps, interval))
+    # a second generation (timestep goes back up) starts again from a full step
+    got2 = _run(fast, spec, 2, text, x, branches)
+    want2 = _run(oracle, spec, 2, text, x, branches)
+    for g, w in zip(got2, want2):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+@given(arch_specs(), st.floats(0.05, 0.9))
+@SETTINGS
+def test_a_partial_step_changes_only_the_selected_rows_of_each_cache(spec, ratio):
+    model = TinyDiT(spec)
+    x, text = make_inputs(spec)
+    toca, fast = _compiled(model, ToCaConfig(interval=4, ratio=ratio, compiler="eager"))
+    ts = timesteps(spec, 3)
+    with torch.no_grad():
+        fast(x, ts[0], text)
+        fast(x, ts[1], text)
+        before = {name: {k: v.clone() for k, v in s.items()} for name, s in toca.region_states().items()}
+        fast(x * 1.5, ts[2], text)
+    for name, state in toca.region_states().items():
+        cache, old = state["slot0"], before[name]["slot0"]
+        if "stale" not in state:  # reused whole: untouched on partial steps
+            assert torch.equal(cache, old), name
+            continue
+        refreshed = state["stale"] == 0  # [B, N]: the rows selected at this step
+        k = int(refreshed[0].sum())
+        assert (refreshed.sum(dim=1) == k).all() and k >= 1
+        assert torch.equal(cache[~refreshed], old[~refreshed]), name
+        assert torch.equal(state["stale"][~refreshed], before[name]["stale"][~refreshed] + 1)
+
+
+@given(arch_specs(depth=1))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_recompiles_during_or_across_generations(spec):
+    model = TinyDiT(spec)
+    x, text = make_inputs(spec)
+    toca, fast = _compiled(model, ToCaConfig(interval=2, ratio=0.3, compiler="eager"))
+    _run(fast, spec, 3, text, x)  # warm-up: compiles the full and the partial variant
+    torch.compiler.set_stance("fail_on_recompile")
+    try:
+        _run(fast, spec, 5, text, x, cfg_branches=2)
+        _run(fast, spec, 5, text, x)
+    finally:
+        torch.compiler.set_stance("default")
+    assert toca.stats().variants_compiled == 2
