@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from .compilers import compile_graph
+from .passes.rewrite_partial import FULL
 from .schedule import tokens_for
 from .scores import random_scores
 
@@ -67,7 +68,7 @@ class CachedGraph:
     ctx: "PassContext"
     graph_id: int
     timestep_index: int | None
-    variants: dict[tuple[int, ...] | None, Callable] = field(default_factory=dict)
+    variants: dict[tuple[int, ...], Callable] = field(default_factory=dict)
     states: dict[int, BranchState] = field(default_factory=dict)
     broken: str = ""
     fallback: Callable | None = None
@@ -88,11 +89,8 @@ class CachedGraph:
     def _prepare(self, args: tuple):
         toca, clock = self.toca, self.toca.clock
         if toca.leader is self:
-            t = None
-            if self.timestep_index is not None:
-                t = float(args[self.timestep_index].detach().float().max())
-            toca.on_tick(clock.tick(t))
-        toca.stats_.calls += 1 if toca.leader is self else 0
+            toca.stats_.calls += 1
+            toca.on_tick(clock.tick(self._timestep(args)))
         step, branch = max(clock.step, 0), clock.branch
         state = self.states.get(branch)
         if state is None:
@@ -100,53 +98,68 @@ class CachedGraph:
         full = toca.schedule.is_full(step) or state.generation != clock.generation
         if full:
             state.generation = clock.generation
-            key = None
-            ks: dict[int, int] = {}
-        else:
-            ks = self._tokens(step)
-            key = tuple(ks[p.region.index] for p in self.ctx.plans)
+        decisions = self._decisions(step, full)
+        key = tuple(decisions[p.region.index] for p in self.ctx.plans)
         if toca.leader is self and branch == 0:
             toca.stats_.full_steps += full
             toca.stats_.partial_steps += not full
         fn = self.variants.get(key)
         if fn is None:
-            fn = self.variants[key] = self._compile(ks if key is not None else None, state)
-        if key is not None:
-            self._draw_noise(state, step, ks)
-            self._count(ks)
+            fn = self.variants[key] = self._compile(decisions, state)
+        if not full:
+            self._draw_noise(state, step, decisions)
+            self._count(decisions)
         return fn, state.tensors
 
-    def _tokens(self, step: int) -> dict[int, int]:
-        num_blocks = self.ctx.detection.num_blocks
-        ks = {}
+    def _timestep(self, args: tuple) -> float | None:
+        if self.timestep_index is None:
+            return None
+        t = args[self.timestep_index]
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+            return None  # FLOP counting on the meta device: one call per step
+        return float(t.detach().float().max())
+
+    def _decisions(self, step: int, full: bool) -> dict[int, int]:
+        """Per region: FULL (compute, refill), 0 (reuse the cache) or k (recompute k rows)."""
+        if full:
+            return {p.region.index: FULL for p in self.ctx.plans}
+        schedule, num_blocks = self.toca.schedule, self.ctx.detection.num_blocks
+        module_full = getattr(schedule, "module_full", None)
+        decisions = {}
         for plan in self.ctx.plans:
             region = plan.region
-            ratio = self.toca.schedule.ratio(step, region.kind, region.block, num_blocks) if plan.partial else 0.0
-            ks[region.index] = tokens_for(ratio, region.tokens)
-        return ks
+            if module_full is not None and module_full(step, region.kind):
+                decisions[region.index] = FULL
+            elif plan.partial:
+                ratio = schedule.ratio(step, region.kind, region.block, num_blocks)
+                decisions[region.index] = tokens_for(ratio, region.tokens)
+            else:
+                decisions[region.index] = 0
+        return decisions
 
-    def _draw_noise(self, state: BranchState, step: int, ks: dict[int, int]) -> None:
+    def _draw_noise(self, state: BranchState, step: int, decisions: dict[int, int]) -> None:
         seed = self.toca.config.seed
         for plan in self.ctx.plans:
             region = plan.region
-            if ks[region.index]:
+            if decisions[region.index] > 0:
                 noise = state.by_key[(region.index, "noise")]
                 noise.copy_(random_scores(seed, step, region.index, region.batch, region.tokens))
 
-    def _count(self, ks: dict[int, int]) -> None:
+    def _count(self, decisions: dict[int, int]) -> None:
         for plan, entry in zip(self.ctx.plans, self.toca.region_stats(self)):
+            k = decisions[plan.region.index]
             entry.partial_calls += 1
-            entry.tokens_refreshed += ks[plan.region.index] * plan.region.batch
+            entry.tokens_refreshed += (plan.region.tokens if k == FULL else k) * plan.region.batch
 
     # -- compilation -----------------------------------------------------------------
     def _allocate(self) -> BranchState:
         by_key = {spec.key: spec.allocate() for spec in self.ctx.specs}
         return BranchState([by_key[spec.key] for spec in self.ctx.specs], by_key)
 
-    def _compile(self, ks: dict[int, int] | None, state: BranchState) -> Callable:
+    def _compile(self, decisions: dict[int, int], state: BranchState) -> Callable:
         from .passes.pipeline import build_variant
 
-        gm = build_variant(self.ctx, ks, state.tensors)
+        gm = build_variant(self.ctx, decisions, state.tensors)
         self.toca.stats_.variants_compiled += 1
         return compile_graph(gm, list(self.ctx.example_inputs) + state.tensors, self.toca.config.compiler)
 

@@ -8,8 +8,9 @@ Analysis passes share one signature, ``(ctx) -> None``, and fill in the context:
 
 Variant passes then turn the Dynamo graph into one executable graph per schedule decision:
 
-4. ``rewrite_full`` or ``rewrite_partial`` (rewrite_full.py, rewrite_partial.py), with
-   dead-code elimination that keeps every write (dead_code.py)
+4. ``rewrite`` — per region: compute and refill (rewrite_full.py), reuse the cache, or
+   recompute selected rows (rewrite_partial.py); then dead-code elimination that keeps
+   every write (dead_code.py)
 5. ``validate`` — fake-tensor run that checks every recomputed shape (validate.py)
 """
 from __future__ import annotations
@@ -23,8 +24,7 @@ from ..config import ToCaConfig
 from ..regions import DetectionResult, RegionPlan
 from .detect_regions import detect_regions
 from .plan_caches import plan_caches
-from .rewrite_full import build_full_variant
-from .rewrite_partial import build_partial_variant
+from .rewrite_partial import FULL, build_variant_graph
 from .state_inputs import StateSpec, state_specs
 from .validate import validate_variant
 
@@ -60,11 +60,11 @@ def analyze(ctx: PassContext) -> PassContext:
     return ctx
 
 
-def build_variant(ctx: PassContext, ks: dict[int, int] | None, state_examples: list) -> fx.GraphModule:
-    """The full variant (``ks is None``) or the partial variant refreshing ``ks[region]`` rows."""
-    if ks is None:
-        gm = build_full_variant(ctx.gm, ctx.plans, ctx.specs)
-    else:
-        gm = build_partial_variant(ctx.gm, ctx.plans, ctx.specs, ks, ctx.config.staleness_weight)
+def build_variant(ctx: PassContext, decisions: dict[int, int], state_examples: list) -> fx.GraphModule:
+    """The graph for one schedule decision: per region ``FULL``, ``0`` (reuse) or ``k`` rows."""
+    gm = build_variant_graph(ctx.gm, ctx.plans, ctx.specs, decisions, ctx.config.staleness_weight)
     validate_variant(gm, list(ctx.example_inputs) + list(state_examples))
     return gm
+
+
+__all__ = ["FULL", "PassContext", "analyze", "build_variant"]

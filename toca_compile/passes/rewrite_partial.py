@@ -1,4 +1,4 @@
-"""Partial variant: caches stand in for branch outputs; selected rows are recomputed.
+"""Variant graphs: per region, compute fully, reuse the cache, or recompute selected rows.
 
 For a reuse-only region the cache point is replaced by its cache. For a token-wise region with
 ``k > 0`` the pass inserts, right before the cache point: token selection from the noise and
@@ -19,6 +19,7 @@ from ..ops import ELEMENTWISE, arg, op_name, shape_of
 from ..regions import RegionPlan
 from ..row_ops import put_rows, refresh_staleness, select_tokens, take_rows
 from .dead_code import EFFECT, remove_dead_code
+from .rewrite_full import fill_region
 from .state_inputs import StateSpec, add_state_placeholders, copy_graph_module
 from .token_axes import Axes
 
@@ -30,13 +31,19 @@ class RewriteError(RuntimeError):
     """The partial variant could not be built for a region."""
 
 
-def build_partial_variant(gm: fx.GraphModule, plans: list[RegionPlan], specs: list[StateSpec],
-                          ks: dict[int, int], staleness_weight: float) -> fx.GraphModule:
+FULL = -1  # decision: compute the region and refill its caches
+
+
+def build_variant_graph(gm: fx.GraphModule, plans: list[RegionPlan], specs: list[StateSpec],
+                        decisions: dict[int, int], staleness_weight: float) -> fx.GraphModule:
+    """One executable graph: per region ``FULL``, ``0`` (reuse the cache) or ``k`` rows."""
     new, mapping = copy_graph_module(gm)
     state = add_state_placeholders(new, specs)
     for plan in plans:
-        k = ks.get(plan.region.index, 0) if plan.partial else 0
-        if k == 0:
+        k = decisions.get(plan.region.index, FULL)
+        if k == FULL:
+            fill_region(new.graph, plan, mapping, state)
+        elif k == 0 or not plan.partial:
             _reuse(new.graph, plan, mapping, state)
         else:
             _recompute_rows(new.graph, plan, mapping, state, k, staleness_weight)
