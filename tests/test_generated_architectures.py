@@ -11,6 +11,11 @@ import toca_compile
 from architectures import ReferenceToCa, TinyDiT, arch_specs, expected_regions, make_inputs, timesteps
 from toca_compile import ToCa, ToCaConfig
 
+
+def oracle_config(**fields):
+    """The settings the reference implements: random scores, no spatial bonus."""
+    return ToCaConfig(score="random", spatial_bonus=0.0, **fields)
+
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -49,7 +54,7 @@ def test_detection_finds_exactly_the_constructed_regions(spec):
 def test_interval_one_equals_the_uncached_model(spec, steps):
     model = TinyDiT(spec)
     x, text = make_inputs(spec)
-    _, fast = _compiled(model, ToCaConfig(interval=1, ratio=0.5, compiler="eager"))
+    _, fast = _compiled(model, ToCaConfig(interval=1, ratio=0.5, compiler="eager"))  # default scores
     for got, want in zip(_run(fast, spec, steps, text, x), _run(model, spec, steps, text, x)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -59,7 +64,7 @@ def test_interval_one_equals_the_uncached_model(spec, steps):
 def test_compiled_caching_equals_the_reference_over_a_generation(spec, interval, ratio, branches, seed):
     model = TinyDiT(spec)
     x, text = make_inputs(spec, seed)
-    config = ToCaConfig(interval=interval, ratio=ratio, seed=seed, compiler="eager")
+    config = oracle_config(interval=interval, ratio=ratio, seed=seed, compiler="eager")
     toca, fast = _compiled(model, config)
     oracle = ReferenceToCa(model, config)
     steps = 2 * interval + 1
@@ -81,7 +86,7 @@ def test_compiled_caching_equals_the_reference_over_a_generation(spec, interval,
 def test_a_partial_step_changes_only_the_selected_rows_of_each_cache(spec, ratio):
     model = TinyDiT(spec)
     x, text = make_inputs(spec)
-    toca, fast = _compiled(model, ToCaConfig(interval=4, ratio=ratio, compiler="eager"))
+    toca, fast = _compiled(model, ToCaConfig(interval=4, ratio=ratio, compiler="eager"))  # attention score
     ts = timesteps(spec, 3)
     with torch.no_grad():
         fast(x, ts[0], text)
@@ -105,7 +110,7 @@ def test_a_partial_step_changes_only_the_selected_rows_of_each_cache(spec, ratio
 def test_no_recompiles_during_or_across_generations(spec):
     model = TinyDiT(spec)
     x, text = make_inputs(spec)
-    toca, fast = _compiled(model, ToCaConfig(interval=2, ratio=0.3, compiler="eager"))
+    toca, fast = _compiled(model, oracle_config(interval=2, ratio=0.3, compiler="eager"))
     _run(fast, spec, 3, text, x)  # warm-up: compiles the full and the partial variant
     torch.compiler.set_stance("fail_on_recompile")
     try:

@@ -2,7 +2,8 @@
 import torch
 from hypothesis import given, settings, strategies as st
 
-from toca_compile.row_ops import put_rows, refresh_staleness, select_tokens, take_rows
+from toca_compile.row_ops import put_rows, refresh_staleness, take_rows
+from toca_compile.token_scores import select_tokens
 
 
 @st.composite

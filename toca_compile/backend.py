@@ -9,9 +9,10 @@ import torch.fx as fx
 
 from .compilers import compile_graph
 from .config import ToCaConfig
+from .flops import run_counted
 from .passes.pipeline import PassContext, analyze
 from .runtime import CachedGraph, StepClock, ToCaWarning
-from .schedule import IntervalSchedule, Schedule
+from .schedule import Schedule
 from .stats import RegionStats, Stats
 
 
@@ -24,7 +25,7 @@ class ToCa:
 
     def __init__(self, config: ToCaConfig | None = None, schedule: Schedule | None = None) -> None:
         self.config = config or ToCaConfig()
-        self.schedule: Schedule = schedule or IntervalSchedule(self.config.interval, self.config.ratio)
+        self.schedule: Schedule = schedule or self.config.schedule()
         self.clock = StepClock()
         self.graphs: list[CachedGraph] = []
         self.leader: CachedGraph | None = None
@@ -32,6 +33,7 @@ class ToCa:
         self._region_stats: dict[int, list[RegionStats]] = {}
         self._warned: set[str] = set()
         self.fallbacks: list[str] = []
+        self.flop_sink: list[int] | None = None  # open while toca_compile.flops.counting() runs
 
     # -- the backend -----------------------------------------------------------------
     def backend(self, gm: fx.GraphModule, example_inputs: list) -> Callable:
@@ -48,7 +50,8 @@ class ToCa:
             self.fallbacks.append(reason)
             self.warn(f"graph {graph_id}: nothing cached, running it with plain "
                       f"{'Inductor' if self.config.compiler == 'inductor' else 'eager'}: {reason}")
-            return compile_graph(gm, list(example_inputs), self.config.compiler)
+            plain = compile_graph(gm, list(example_inputs), self.config.compiler)
+            return lambda *args: run_counted(self.flop_sink, plain, *args)
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         timestep = ctx.detection.timestep
         cached = CachedGraph(self, ctx, graph_id, placeholders.index(timestep) if timestep is not None else None)
@@ -70,6 +73,8 @@ class ToCa:
     def stats(self) -> Stats:
         stats = Stats(**{k: v for k, v in vars(self.stats_).items() if k != "regions"})
         stats.regions = [r for g in self.graphs for r in self._region_stats[id(g)]]
+        stats.cache_bytes = sum(t.numel() * t.element_size() for g in self.graphs
+                                for state in g.states.values() for t in state.tensors)
         return stats
 
     def region_states(self, graph: int = 0, branch: int = 0) -> dict[str, dict[str, torch.Tensor]]:
@@ -103,6 +108,10 @@ def _unsupported(gm: fx.GraphModule, example_inputs: list) -> str:
         if isinstance(value, torch.SymInt) or (
                 isinstance(value, torch.Tensor) and any(not isinstance(s, int) for s in value.shape)):
             return "the graph has dynamic shapes; compile with torch.compile(..., dynamic=False)"
+    for node in gm.graph.nodes:
+        value = node.meta.get("example_value")
+        if isinstance(value, torch.Tensor) and any(not isinstance(s, int) for s in value.shape):
+            return f"data-dependent shapes inside the graph (at {node.name}); such graphs are left uncached"
     if torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in example_inputs):
         return "gradients are enabled; caching is for inference (run under torch.no_grad())"
     return ""

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 Compiler = Literal["inductor", "eager"]
-Score = Literal["random"]
+Score = Literal["attention", "kvnorm", "random"]
+Mode = Literal["toca", "fora", "duca", "taylorseer"]
 
-_SCORES = ("random",)
+_SCORES = ("attention", "kvnorm", "random")
 _COMPILERS = ("inductor", "eager")
+_MODES: tuple[str, ...] = get_args(Mode)
+_TAYLOR_ORDERS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -20,20 +26,44 @@ class ToCaConfig:
         ``interval=1`` disables caching.
     ratio: fraction of tokens each token-wise region (MLP, cross-attention, parallel block)
         recomputes on partial steps. Self-attention regions always reuse their cache.
-    score: how tokens are chosen on partial steps. ``"random"``: a seeded uniform draw
-        plus the staleness bonus.
+    score: how tokens are chosen on partial steps. ``"attention"`` (ToCa s1: attention each
+        token received at the last full step, estimated from ``score_queries`` query rows so
+        the fused attention kernel stays; plus s2, the cross-attention entropy weighted by
+        ``entropy_weight``, in blocks with cross-attention), ``"kvnorm"`` (DuCa: from value
+        norms, no attention map) or ``"random"`` (a seeded uniform draw each step). Regions
+        without a usable attention fall back to ``"random"``. Staleness is always added.
+    score_queries: query rows sampled to estimate attention received (exact when >= N).
+    entropy_weight: weight of the cross-attention entropy score (s2).
+    spatial_cell, spatial_bonus: s4; in each cell×cell patch of the token grid the best token
+        gets ``bonus·max(score)`` (0 disables). The grid comes from the patch embedding.
+    cfg_shared: the two halves of a batched-CFG batch refresh the same tokens.
     staleness_weight: weight of the staleness term ``count / N`` added to the score.
     seed: seed of the random score, so runs are reproducible.
     compiler: the final compiler of each rewritten graph: ``"inductor"`` (default) or
         ``"eager"`` (runs the rewritten FX graphs as they are; for tests and debugging).
+    preset: name of a schedule from :data:`toca_compile.presets.PRESETS` (the official
+        settings per model and sampler, e.g. ``"dit-ddim-50"``, ``"flux-50-n5"``). When set,
+        it decides the full steps and ratios and ``interval``/``ratio`` are ignored.
+    mode: ``"toca"`` (token-wise refresh), ``"fora"`` (reuse every branch output on partial
+        steps: ratio 0), ``"duca"`` (partial steps alternate ToCa and aggressive steps that
+        run no block), ``"taylorseer"`` (forecast branch outputs from finite differences).
+    taylor_order: order of the TaylorSeer forecast, 1 or 2 (memory grows as order + 1).
     """
 
     interval: int = 3
     ratio: float = 0.15
-    score: Score = "random"
+    score: Score = "attention"
+    score_queries: int = 64
+    entropy_weight: float = 1.0
+    spatial_cell: int = 2
+    spatial_bonus: float = 0.6
+    cfg_shared: bool = False
     staleness_weight: float = 0.25
     seed: int = 0
     compiler: Compiler = "inductor"
+    preset: str | None = None
+    mode: Mode = "toca"
+    taylor_order: int = 1
 
     def __post_init__(self) -> None:
         _check_int("interval", self.interval, low=1)
@@ -41,7 +71,44 @@ class ToCaConfig:
         _check_float("staleness_weight", self.staleness_weight, low=0.0, high=None)
         _check_int("seed", self.seed, low=0)
         _check_choice("score", self.score, _SCORES)
+        _check_int("score_queries", self.score_queries, low=1)
+        _check_float("entropy_weight", self.entropy_weight, low=0.0, high=None)
+        _check_int("spatial_cell", self.spatial_cell, low=1)
+        _check_float("spatial_bonus", self.spatial_bonus, low=0.0, high=None)
+        if not isinstance(self.cfg_shared, bool):
+            raise ValueError(f"ToCaConfig.cfg_shared must be True or False, got {self.cfg_shared!r}")
         _check_choice("compiler", self.compiler, _COMPILERS)
+        if self.preset is not None:
+            from .presets import PRESETS  # noqa: PLC0415  (presets -> schedule -> regions)
+
+            if self.preset not in PRESETS:
+                raise ValueError(f"ToCaConfig.preset must be None or one of {sorted(PRESETS)}, got {self.preset!r}")
+        _check_choice("mode", self.mode, _MODES)
+        if isinstance(self.taylor_order, bool) or self.taylor_order not in _TAYLOR_ORDERS:
+            raise ValueError(f"ToCaConfig.taylor_order must be 1 or 2, got {self.taylor_order!r}")
+
+    def schedule(self) -> "Schedule":
+        """The schedule these settings describe.
+
+        ``preset`` set: that preset; otherwise full every ``interval`` steps with ``ratio``.
+        ``mode="fora"`` sets the ratio to 0; ``mode="duca"`` makes every second partial step
+        after a full step an aggressive one.
+        """
+        from .presets import get_preset  # noqa: PLC0415
+        from .schedule import IntervalSchedule, ToCaSchedule  # noqa: PLC0415
+
+        changes: dict[str, object] = {}
+        if self.mode == "fora":
+            changes["base_ratio"] = 0.0
+        if self.mode == "duca":
+            changes["duca"] = True
+        if self.preset is not None:
+            return get_preset(self.preset, **changes)
+        if not changes:
+            return IntervalSchedule(self.interval, self.ratio)
+        values: dict[str, object] = {"full_rule": "interval", "interval": self.interval,
+                                     "base_ratio": self.ratio, "step_levels": None, **changes}
+        return ToCaSchedule(**values)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> "ToCaConfig":
         names = {f.name for f in fields(self)}

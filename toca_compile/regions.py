@@ -71,8 +71,25 @@ class RegionPlan:
     slots: list[CacheSlot]            # slots[0] is the cache point
     recompute: list[fx.Node]          # token-wise nodes between fork and cache point, in order
     axes: dict                        # fx.Node -> Axes | None, from the token-axis analysis
+    score: "ScoreSource | None" = None  # where the base token score comes from (token-wise only)
 
     @property
     def partial(self) -> bool:
         """True when a partial step recomputes selected rows (False: reuse the whole cache)."""
         return self.region.partial_ok
+
+
+@dataclass
+class ScoreSource:
+    """Graph values a token-wise region's base score is computed from on full steps."""
+
+    kind: str                                   # "attention", "kvnorm" or "random"
+    owners: tuple[int, ...] = ()                # regions that must compute fully for it
+    query: fx.Node | None = None                # self-attention q, k, v [B, H, N, D]
+    key: fx.Node | None = None
+    value: fx.Node | None = None
+    scale: float | None = None
+    cross_query: fx.Node | None = None          # cross-attention q, k (s2), if the block has one
+    cross_key: fx.Node | None = None
+    cross_scale: float | None = None
+    grid: tuple[int, ...] = ()                  # token grid from the patch embedding, () if none

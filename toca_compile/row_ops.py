@@ -43,12 +43,6 @@ def put_rows(cache: torch.Tensor, idx: torch.Tensor, batch_axis: int, token_axis
     return cache.index_put_(tuple(indices), rows.to(cache.dtype))
 
 
-def select_tokens(noise: torch.Tensor, stale: torch.Tensor, weight: float, tokens: int, k: int) -> torch.Tensor:
-    """Indices [B, k] of the highest ``noise + weight * stale / N`` per batch row."""
-    score = noise + stale * (weight / tokens)
-    return torch.topk(score, k, dim=1).indices
-
-
 def refresh_staleness(stale: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """One more partial step for every token; the selected ones were just refreshed."""
     stale.add_(1.0)
@@ -62,3 +56,21 @@ def fill_cache(cache: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 
 def clear_staleness(stale: torch.Tensor) -> torch.Tensor:
     return stale.zero_()
+
+
+def taylor_update(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None, value: torch.Tensor,
+                  inv1: torch.Tensor, inv2: torch.Tensor) -> torch.Tensor:
+    """TaylorSeer on a full step: finite differences of the branch output over full steps."""
+    new_d1 = (value - d0) * inv1
+    if d2 is not None:
+        d2.copy_((new_d1 - d1) * inv2)
+    d1.copy_(new_d1)
+    return d0.copy_(value)
+
+
+def taylor_forecast(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None, k: torch.Tensor) -> torch.Tensor:
+    """TaylorSeer on a partial step ``k`` steps after the last full one: Σ dᵢ kⁱ / i!."""
+    out = d0 + d1 * k
+    if d2 is not None:
+        out = out + d2 * (k * k * 0.5)
+    return out

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from .compilers import compile_graph
-from .passes.rewrite_partial import FULL
+from .flops import run_counted
+from .passes.rewrite_partial import FORECAST, FULL, SKIP
+from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
 from .scores import random_scores
 
@@ -58,6 +60,8 @@ class BranchState:
     tensors: list[torch.Tensor]
     by_key: dict[tuple[int, str], torch.Tensor]
     generation: int = -1      # generation whose full step last filled the caches
+    last_full: int = -1       # step of the latest full step in this generation (TaylorSeer)
+    full_count: int = 0       # full steps so far in this generation
 
 
 @dataclass
@@ -75,15 +79,15 @@ class CachedGraph:
 
     def __call__(self, *args):
         if self.broken:
-            return self._fallback()(*args)
+            return run_counted(self.toca.flop_sink, self._fallback(), *args)
         try:
             fn, tensors = self._prepare(args)
         except Exception as error:  # noqa: BLE001  never crash the user's model because of us
             self.broken = f"{type(error).__name__}: {error}"
             self.toca.warn(f"graph {self.graph_id}: caching disabled after an internal error ({self.broken}); "
                            "running the plain compiled graph from now on")
-            return self._fallback()(*args)
-        return fn(*args, *tensors)
+            return run_counted(self.toca.flop_sink, self._fallback(), *args)
+        return run_counted(self.toca.flop_sink, fn, *args, *tensors)
 
     # -- decisions -------------------------------------------------------------------
     def _prepare(self, args: tuple):
@@ -96,9 +100,10 @@ class CachedGraph:
         if state is None:
             state = self.states[branch] = self._allocate()
         full = toca.schedule.is_full(step) or state.generation != clock.generation
-        if full:
-            state.generation = clock.generation
+        if state.generation != clock.generation:
+            state.generation, state.last_full, state.full_count = clock.generation, -1, 0
         decisions = self._decisions(step, full)
+        self._set_taylor_scalars(state, step, full)
         key = tuple(decisions[p.region.index] for p in self.ctx.plans)
         if toca.leader is self and branch == 0:
             toca.stats_.full_steps += full
@@ -110,6 +115,18 @@ class CachedGraph:
             self._draw_noise(state, step, decisions)
             self._count(decisions)
         return fn, state.tensors
+
+    def _set_taylor_scalars(self, state: BranchState, step: int, full: bool) -> None:
+        if self.toca.config.mode != "taylorseer":
+            return
+        scalars = {name: state.by_key[(GLOBAL, name)] for name in ("taylor_k", "taylor_inv1", "taylor_inv2")}
+        if full:
+            inv1 = 1.0 / (step - state.last_full) if state.last_full >= 0 and step > state.last_full else 0.0
+            scalars["taylor_inv1"].fill_(inv1)
+            scalars["taylor_inv2"].fill_(inv1 if state.full_count >= 2 else 0.0)
+            state.last_full, state.full_count = step, state.full_count + 1
+        else:
+            scalars["taylor_k"].fill_(float(step - state.last_full))
 
     def _timestep(self, args: tuple) -> float | None:
         if self.timestep_index is None:
@@ -123,6 +140,12 @@ class CachedGraph:
         """Per region: FULL (compute, refill), 0 (reuse the cache) or k (recompute k rows)."""
         if full:
             return {p.region.index: FULL for p in self.ctx.plans}
+        mode = self.toca.config.mode
+        aggressive = getattr(self.toca.schedule, "aggressive", None)
+        if mode == "duca" and aggressive is not None and aggressive(step):
+            return {p.region.index: SKIP for p in self.ctx.plans}
+        if mode == "taylorseer":
+            return {p.region.index: FORECAST for p in self.ctx.plans}
         schedule, num_blocks = self.toca.schedule, self.ctx.detection.num_blocks
         module_full = getattr(schedule, "module_full", None)
         decisions = {}
@@ -141,15 +164,17 @@ class CachedGraph:
         seed = self.toca.config.seed
         for plan in self.ctx.plans:
             region = plan.region
-            if decisions[region.index] > 0:
-                noise = state.by_key[(region.index, "noise")]
+            random = plan.score is None or plan.score.kind == "random"
+            if decisions[region.index] > 0 and random:
+                noise = state.by_key[(region.index, "base")]
                 noise.copy_(random_scores(seed, step, region.index, region.batch, region.tokens))
 
     def _count(self, decisions: dict[int, int]) -> None:
         for plan, entry in zip(self.ctx.plans, self.toca.region_stats(self)):
             k = decisions[plan.region.index]
             entry.partial_calls += 1
-            entry.tokens_refreshed += (plan.region.tokens if k == FULL else k) * plan.region.batch
+            refreshed = plan.region.tokens if k == FULL else max(k, 0)
+            entry.tokens_refreshed += refreshed * plan.region.batch
 
     # -- compilation -----------------------------------------------------------------
     def _allocate(self) -> BranchState:

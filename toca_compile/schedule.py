@@ -128,7 +128,8 @@ class ToCaSchedule:
     ``duca``: partial steps alternate conservative (ToCa ratios; the first after each full
     step) and aggressive (no block runs; :meth:`aggressive`).
 
-    Steps at or beyond ``num_steps`` behave as step ``num_steps - 1``.
+    Steps beyond ``num_steps - 1`` keep the last step factor; full steps go on as
+    :meth:`_full_at` says (a schedule never stops refreshing its caches).
     """
 
     num_steps: int = 50
@@ -186,22 +187,22 @@ class ToCaSchedule:
 
     # -- the Schedule protocol ---------------------------------------------------------
     def is_full(self, step: int) -> bool:
-        return self._table.full[self._clamp(step)]
+        return self._full_at(max(int(step), 0))
 
     def module_full(self, step: int, kind: str) -> bool:
-        i = self._clamp(step)
-        return not self._table.full[i] and self._due(i, kind)
+        i = max(int(step), 0)
+        return not self._full_at(i) and self._due(i, kind)
 
     def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
-        i = self._clamp(step)
-        if self.module_full(i, kind):
+        if self.module_full(step, kind):
             return 1.0
-        value = (self.base_ratio * self._table.step_factor[i] * self.layer_value(kind, depth, num_blocks)
+        value = (self.base_ratio * self.step_factor_at(step) * self.layer_value(kind, depth, num_blocks)
                  * self.module_factor(kind))
         return _clamp01(value)
 
     def aggressive(self, step: int) -> bool:
-        return self._table.aggressive[self._clamp(step)]
+        since = self._since_full(max(int(step), 0))
+        return self.duca and since > 0 and since % 2 == 0
 
     # -- helpers ---------------------------------------------------------------------
     def full_steps(self) -> list[int]:
@@ -234,6 +235,25 @@ class ToCaSchedule:
 
     def _clamp(self, step: int) -> int:
         return min(max(int(step), 0), self.num_steps - 1)
+
+    def _full_at(self, i: int) -> bool:
+        """Full-step rule; past ``num_steps`` the cycles go on (``"cycles"``), or full steps
+        recur every ``interval`` steps after the last full step of the table (other rules)."""
+        table = self._table
+        if i < self.num_steps:
+            return table.full[i]
+        if self.full_rule == "cycles":
+            return all(self._due(i, kind) for kind in self.module_cycles)
+        return (i - table.last_full) % self.interval == 0
+
+    def _since_full(self, i: int) -> int:
+        """Steps since the last full step (0 on a full step)."""
+        table, walked = self._table, 0
+        while i >= self.num_steps:
+            if self._full_at(i):
+                return walked
+            walked, i = walked + 1, i - 1
+        return walked + table.since_full[i]
 
     def _official_step(self, i: int) -> int:
         return self.num_steps - 1 - i if self.count_down else i
@@ -292,21 +312,24 @@ class ToCaSchedule:
     @cached_property
     def _table(self) -> "_StepTable":
         full = self._full_list()
-        aggressive, since_full = [], 0
+        since, count = [], 0
         for is_full in full:
-            since_full = 0 if is_full else since_full + 1
-            aggressive.append(self.duca and not is_full and since_full % 2 == 0)
+            count = 0 if is_full else count + 1
+            since.append(count)
+        aggressive = [self.duca and n > 0 and n % 2 == 0 for n in since]
         raw = [self._raw_step_factor(i) for i in range(self.num_steps)]
         conservative = [raw[i] for i in range(self.num_steps) if not full[i] and not aggressive[i]]
         factors = _bucket(raw, conservative or raw, self.step_levels)
-        return _StepTable(tuple(full), tuple(aggressive), tuple(factors))
+        last_full = max(i for i, f in enumerate(full) if f)
+        return _StepTable(tuple(full), tuple(since), tuple(factors), last_full)
 
 
 @dataclass(frozen=True)
 class _StepTable:
     full: tuple[bool, ...]
-    aggressive: tuple[bool, ...]
-    step_factor: tuple[float, ...]
+    since_full: tuple[int, ...]     # steps since the last full step, 0 on full steps
+    step_factor: tuple[float, ...]  # clamped and bucketed
+    last_full: int
 
 
 def _bucket(values: list[float], reference: list[float], levels: int | None) -> list[float]:
@@ -372,6 +395,11 @@ def _is_number(value: object) -> bool:
 def _int(name: str, value: object, low: int, allow_none: bool = False) -> None:
     if not (_is_int(value) and value >= low):  # type: ignore[operator]
         _fail(name, f"an integer >= {low}" + (" or None" if allow_none else ""), value)
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        _fail(name, f"one of {list(allowed)}", value)
 
 
 def _bool(name: str, value: object) -> None:

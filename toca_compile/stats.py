@@ -28,11 +28,13 @@ class Stats:
     calls: int = 0
     generations: int = 0
     variants_compiled: int = 0
+    cache_bytes: int = 0       # all state tensors of all graphs and CFG branches
     regions: list[RegionStats] = field(default_factory=list)
 
     def __str__(self) -> str:
         head = (f"steps {self.steps} (full {self.full_steps}, partial {self.partial_steps}), "
-                f"calls {self.calls}, generations {self.generations}, variants {self.variants_compiled}")
+                f"calls {self.calls}, generations {self.generations}, variants {self.variants_compiled}, "
+                f"cache memory {self.cache_bytes / 2**20:.2f} MiB")
         rows = [("graph", "block", "kind", "region", "tokens", "mode", "partial calls", "refreshed/call")]
         for r in self.regions:
             per_call = r.tokens_refreshed / max(1, r.partial_calls)

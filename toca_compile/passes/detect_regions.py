@@ -26,7 +26,9 @@ _SDPA = "scaled_dot_product_attention"
 def detect_regions(gm: fx.GraphModule, example_inputs: list) -> DetectionResult:
     graph = gm.graph
     index = GraphIndex(graph)
-    candidates = [c for c in (_join_candidate(n, index) for n in graph.nodes if op_name(n) == "add") if c]
+    token_data = _depends_on_token_inputs(gm, example_inputs)
+    candidates = [c for c in (_join_candidate(n, index) for n in graph.nodes if op_name(n) == "add")
+                  if c and c[1] in token_data]
     branches = {join: index.between(fork, point) for join, fork, point, _ in candidates}
     regions: list[Region] = []
     for join, fork, cache_point, gate in candidates:
@@ -65,12 +67,47 @@ def _join_candidate(add: fx.Node, index: GraphIndex):
         fork = _strip_casts(fork)
         if shape_of(fork) != out_shape or shape_of(branch_out) != out_shape:
             continue
-        if index.position[fork] >= index.position[branch_out] or not index.reaches(fork, branch_out):
+        fork = _stream_source(fork, branch_out, index)
+        if fork is None:
             continue
         cache_point, gate = _strip_gate(branch_out, fork, index)
         if cache_point is fork or shape_of(cache_point) is None:
             return None
         return add, fork, cache_point, gate
+    return None
+
+
+def _depends_on_token_inputs(gm: fx.GraphModule, example_inputs: list) -> set[fx.Node]:
+    """Nodes computed from a user input with a token axis (``ndim >= 3``: latents, text).
+
+    A residual MLP over values derived from the timestep alone (Chroma's modulation
+    approximator) is conditioning, which must run every step, not a token stream.
+    """
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    sources = [n for n, x in zip(placeholders, example_inputs)
+               if isinstance(x, torch.Tensor) and not isinstance(x, torch.nn.Parameter) and x.dim() >= 3]
+    seen, stack = set(sources), list(sources)
+    while stack:
+        for user in stack.pop().users:
+            if user not in seen:
+                seen.add(user)
+                stack.append(user)
+    return seen
+
+
+def _stream_source(stream: fx.Node, branch_out: fx.Node, index: GraphIndex, depth: int = 3) -> fx.Node | None:
+    """The residual-stream value the branch reads: ``stream`` itself, or, when the branch was
+    computed from the stream before an earlier residual add (SD3.5's second attention reads the
+    block input but is added after the joint attention), that earlier stream value."""
+    if index.position[stream] < index.position[branch_out] and index.reaches(stream, branch_out):
+        return stream
+    if depth == 0 or op_name(stream) != "add":
+        return None
+    for operand in stream.args[:2]:
+        if isinstance(operand, fx.Node) and shape_of(operand) == shape_of(stream):
+            found = _stream_source(_strip_casts(operand), branch_out, index, depth - 1)
+            if found is not None:
+                return found
     return None
 
 

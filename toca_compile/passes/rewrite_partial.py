@@ -17,10 +17,12 @@ import torch.fx as fx
 
 from ..ops import ELEMENTWISE, arg, op_name, shape_of
 from ..regions import RegionPlan
-from ..row_ops import put_rows, refresh_staleness, select_tokens, take_rows
+from ..config import ToCaConfig
+from ..row_ops import fill_cache, put_rows, refresh_staleness, take_rows, taylor_forecast
+from ..token_scores import select_tokens
 from .dead_code import EFFECT, remove_dead_code
 from .rewrite_full import fill_region
-from .state_inputs import StateSpec, add_state_placeholders, copy_graph_module
+from .state_inputs import GLOBAL, StateSpec, add_state_placeholders, copy_graph_module
 from .token_axes import Axes
 
 _SIZED = {"view", "reshape", "expand", "broadcast_to"}
@@ -31,24 +33,47 @@ class RewriteError(RuntimeError):
     """The partial variant could not be built for a region."""
 
 
-FULL = -1  # decision: compute the region and refill its caches
+FULL = -1      # compute the region and refill its caches
+FORECAST = -2  # TaylorSeer: the branch output is forecast from stored differences
+SKIP = -3      # DuCa aggressive step: no block runs, the last stream value is reused
 
 
 def build_variant_graph(gm: fx.GraphModule, plans: list[RegionPlan], specs: list[StateSpec],
-                        decisions: dict[int, int], staleness_weight: float) -> fx.GraphModule:
-    """One executable graph: per region ``FULL``, ``0`` (reuse the cache) or ``k`` rows."""
+                        decisions: dict[int, int], config: ToCaConfig, stream: fx.Node | None = None) -> fx.GraphModule:
+    """One executable graph: per region ``FULL``, ``0`` (reuse the cache), ``k`` rows or
+    ``FORECAST``; or, when every decision is ``SKIP``, only what follows the last block."""
     new, mapping = copy_graph_module(gm)
     state = add_state_placeholders(new, specs)
+    if stream is not None and (GLOBAL, "stream") in state:
+        if plans and all(decisions.get(p.region.index) == SKIP for p in plans):
+            mapping[stream].replace_all_uses_with(state[(GLOBAL, "stream")])
+            remove_dead_code(new)
+            return new
+        with new.graph.inserting_after(mapping[stream]):
+            keep = new.graph.call_function(fill_cache, (state[(GLOBAL, "stream")], mapping[stream]))
+        keep.meta[EFFECT] = True
     for plan in plans:
         k = decisions.get(plan.region.index, FULL)
         if k == FULL:
-            fill_region(new.graph, plan, mapping, state)
+            owners = plan.score.owners if plan.score is not None else ()
+            with_score = all(decisions.get(o, FULL) == FULL for o in owners)
+            fill_region(new.graph, plan, mapping, state, config, with_score)
+        elif k == FORECAST:
+            _forecast(new.graph, plan, mapping, state)
         elif k == 0 or not plan.partial:
             _reuse(new.graph, plan, mapping, state)
         else:
-            _recompute_rows(new.graph, plan, mapping, state, k, staleness_weight)
+            _recompute_rows(new.graph, plan, mapping, state, k, config)
     remove_dead_code(new)
     return new
+
+
+def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
+    index, point = plan.region.index, mapping[plan.region.cache_point]
+    with graph.inserting_before(point):
+        value = graph.call_function(taylor_forecast, (state[(index, "slot0")], state[(index, "taylor1")],
+                                                      state.get((index, "taylor2")), state[(GLOBAL, "taylor_k")]))
+    point.replace_all_uses_with(value)
 
 
 def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
@@ -56,14 +81,17 @@ def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> Non
     point.replace_all_uses_with(state[(plan.region.index, "slot0")])
 
 
-def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, weight: float) -> None:
+def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig) -> None:
     region = plan.region
     index = region.index
     point = mapping[region.cache_point]
     env: dict[fx.Node, Any] = {}
     slot_of = {slot.node: (i, slot) for i, slot in enumerate(plan.slots)}
     with graph.inserting_before(point):
-        idx = graph.call_function(select_tokens, (state[(index, "noise")], state[(index, "stale")], weight, region.tokens, k))
+        grid = plan.score.grid if plan.score is not None else ()
+        idx = graph.call_function(select_tokens, (state[(index, "base")], state[(index, "stale")], config.staleness_weight,
+                                                  region.tokens, k, grid, config.spatial_cell, config.spatial_bonus,
+                                                  config.cfg_shared))
         env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, 0, 1))
         for old, (i, slot) in slot_of.items():
             if i > 0:  # token-mixing values inside the branch: gathered from their caches

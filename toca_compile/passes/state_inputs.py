@@ -12,12 +12,13 @@ import torch
 import torch.fx as fx
 
 from ..ops import tensor_meta
+from ..config import ToCaConfig
 from ..regions import RegionPlan
 
 
 @dataclass(frozen=True)
 class StateSpec:
-    key: tuple[int, str]          # (region index, "slot0" | "slot1" ... | "stale" | "noise")
+    key: tuple[int, str]          # (region index or GLOBAL, "slot0" | "slot1" ... | "stale" | "base" | ...)
     shape: tuple[int, ...]
     dtype: torch.dtype
     device: torch.device
@@ -26,17 +27,31 @@ class StateSpec:
         return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
 
 
-def state_specs(plans: list[RegionPlan]) -> list[StateSpec]:
+GLOBAL = -1  # region index of state that belongs to the whole graph
+
+
+def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | None) -> list[StateSpec]:
     specs: list[StateSpec] = []
     for plan in plans:
         region = plan.region
         for i, slot in enumerate(plan.slots):
             meta = tensor_meta(slot.node)
             specs.append(StateSpec((region.index, f"slot{i}"), slot.shape, slot.dtype, meta.device))  # type: ignore[arg-type, union-attr]
+        if config.mode == "taylorseer":
+            head, meta = plan.slots[0], tensor_meta(plan.slots[0].node)
+            for order in range(1, config.taylor_order + 1):
+                specs.append(StateSpec((region.index, f"taylor{order}"), head.shape, head.dtype, meta.device))  # type: ignore[arg-type, union-attr]
         if plan.partial:
             device = tensor_meta(region.fork).device  # type: ignore[union-attr]
-            for name in ("stale", "noise"):
+            for name in ("stale", "base"):
                 specs.append(StateSpec((region.index, name), (region.batch, region.tokens), torch.float32, device))
+    if plans and config.mode == "taylorseer":
+        device = tensor_meta(plans[0].region.fork).device  # type: ignore[union-attr]
+        for name in ("taylor_k", "taylor_inv1", "taylor_inv2"):
+            specs.append(StateSpec((GLOBAL, name), (), torch.float32, device))
+    if stream is not None and config.mode == "duca":
+        meta = tensor_meta(stream)
+        specs.append(StateSpec((GLOBAL, "stream"), tuple(meta.shape), meta.dtype, meta.device))  # type: ignore[union-attr, arg-type]
     return specs
 
 
@@ -62,7 +77,8 @@ def add_state_placeholders(gm: fx.GraphModule, specs: list[StateSpec]) -> dict[t
     anchor = placeholders[-1]
     for spec in specs:
         with gm.graph.inserting_after(anchor):
-            node = gm.graph.placeholder(f"toca_r{spec.key[0]}_{spec.key[1]}")
+            owner = "graph" if spec.key[0] == GLOBAL else f"r{spec.key[0]}"
+            node = gm.graph.placeholder(f"toca_{owner}_{spec.key[1]}")
         node._dynamo_source = None  # type: ignore[attr-defined]  # not a user input
         node.meta["example_value"] = torch.empty(spec.shape, dtype=spec.dtype, device="meta")
         nodes[spec.key] = anchor = node

@@ -1,0 +1,358 @@
+"""Schedules as published: which steps are full, how many tokens each region refreshes, and
+how few compiled variants a generation needs. Expected values are computed here from the
+formulas of the official ToCa code, independently of toca_compile.schedule."""
+import math
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toca_compile import ToCaConfig
+from toca_compile.presets import DESCRIPTIONS, PRESETS, get_preset
+from toca_compile.schedule import (
+    KINDS, IntervalSchedule, ToCaSchedule, distinct_partial_plans, tokens_for,
+)
+
+# DiT-XL/2 at 256px: 28 blocks of self-attention + MLP over 256 tokens
+DIT_LAYOUT = [(kind, block) for block in range(28) for kind in ("attn", "mlp")]
+DIT_TOKENS = [256] * len(DIT_LAYOUT)
+# FLUX.1 at 1024px: 19 double-stream blocks (image and text halves of the joint attention
+# and of the MLP: 4096 and 512 tokens), then 38 single-stream blocks over 4608 tokens
+FLUX_LAYOUT = ([(kind, block) for block in range(19) for kind in ("joint_attn", "joint_attn", "mlp", "mlp")]
+               + [("parallel", 19 + block) for block in range(38)])
+FLUX_TOKENS = [4096, 512, 4096, 512] * 19 + [4608] * 38
+LAYOUTS = {"dit": (DIT_LAYOUT, 28, DIT_TOKENS), "flux": (FLUX_LAYOUT, 57, FLUX_TOKENS)}
+
+
+def official_threshold_full_steps(T, N, *, count_down, weight, sensitive):
+    """Full steps (0-based, counting up) of the official DiT / PixArt rule."""
+    full = []
+    for i in range(T):
+        s = T - 1 - i if count_down else i
+        denominator = (1.4 - 0.8 * s / T) if count_down else (0.8 + 0.4 * s / T)
+        assert weight in (0.4, 0.2)
+        th = round(N / denominator)
+        if sensitive and int(0.2 * T) <= s < int(0.4 * T):
+            th = 2
+        if i == 0 or s % th == 0:
+            full.append(i)
+    return full
+
+
+# -- full steps ----------------------------------------------------------------------
+def test_dit_ddim_50_full_steps_follow_the_official_threshold_rule():
+    expected = official_threshold_full_steps(50, 3, count_down=True, weight=0.4, sensitive=True)
+    assert get_preset("dit-ddim-50").full_steps() == expected
+    assert expected[:5] == [0, 5, 9, 13, 16]
+
+
+def test_dit_ddpm_250_full_steps_follow_the_official_threshold_rule():
+    expected = official_threshold_full_steps(250, 4, count_down=True, weight=0.4, sensitive=True)
+    assert get_preset("dit-ddpm-250").full_steps() == expected
+
+
+def test_dit_sensitive_steps_refresh_every_second_step():
+    schedule = get_preset("dit-ddim-50")
+    # s in [10, 20) counting down from 49 is i in (29, 39]: th = 2, so every even s is full
+    for i in range(30, 40):
+        s = 49 - i
+        assert schedule.is_full(i) == (s % 2 == 0), i
+
+
+def test_pixart_dpm_20_full_steps_follow_the_official_threshold_rule():
+    expected = official_threshold_full_steps(20, 3, count_down=False, weight=0.2, sensitive=False)
+    assert get_preset("pixart-dpm-20").full_steps() == expected == [0, 3, 6, 9, 12, 15, 18]
+
+
+def test_lagged_threshold_matches_the_official_per_block_decision():
+    """The official code recomputes the threshold in block 0 of a full step, so blocks 1..27
+    decide with the new threshold while block 0 decided with the previous one."""
+    T, N = 50, 3
+
+    def threshold(s):
+        return 2 if int(0.2 * T) <= s < int(0.4 * T) else round(N / (1.4 - 0.8 * s / T))
+
+    blocks_after_first_full, th = [], N
+    for i in range(T):
+        s = T - 1 - i
+        first = i == 0
+        block0_full = first or s % th == 0
+        if block0_full:
+            th = threshold(s)
+        if first or s % th == 0:
+            blocks_after_first_full.append(i)
+    assert get_preset("dit-ddim-50", lagged_threshold=True).full_steps() == blocks_after_first_full
+
+
+@pytest.mark.parametrize("name, interval", [("flux-50-n4", 4), ("flux-50-n5", 5), ("flux-50-n6", 6)])
+def test_flux_first_three_steps_full_then_every_n(name, interval):
+    expected = [0, 1, 2] + list(range(2 + interval, 50, interval))
+    assert get_preset(name).full_steps() == expected
+
+
+def test_fora_and_default_refresh_every_third_step():
+    for name in ("fora", "default"):
+        assert get_preset(name).full_steps() == list(range(0, 50, 3))
+    assert all(get_preset("fora").ratio(i, kind, 3, 28) == 0.0 for i in range(50) for kind in KINDS)
+
+
+def test_opensora_per_module_cycles():
+    schedule = get_preset("opensora-rflow-30")
+    assert schedule.full_steps() == [0, 1, 2, 6, 12, 18, 24]
+    for i in range(3, 30):
+        if schedule.is_full(i):
+            continue
+        # self-attention and MLP every 3 steps, cross-attention every 6 (official: step % cycle)
+        assert schedule.module_full(i, "attn") == (i % 3 == 0)
+        assert schedule.module_full(i, "mlp") == (i % 3 == 0)
+        assert schedule.module_full(i, "cross_attn") is False
+        expected_mlp = 1.0 if i % 3 == 0 else 0.1 * (1 + 0.33 * 1.5)
+        assert schedule.ratio(i, "mlp", 5, 28) == pytest.approx(expected_mlp)
+        assert schedule.ratio(i, "cross_attn", 5, 28) == 0.0
+    assert not any(schedule.module_full(i, kind) for i in schedule.full_steps() for kind in KINDS)
+
+
+def test_duca_alternates_conservative_and_aggressive_partial_steps():
+    schedule = get_preset("flux-50-n5", duca=True)
+    pattern = [("F" if schedule.is_full(i) else "A" if schedule.aggressive(i) else "T") for i in range(13)]
+    assert "".join(pattern) == "FFFTATAFTATAF"
+    assert not any(get_preset("flux-50-n5").aggressive(i) for i in range(50))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_steps_beyond_the_generation_do_not_crash_and_keep_refreshing(name):
+    schedule = get_preset(name)
+    T = schedule.num_steps
+    later = range(T, T + 40)
+    assert any(schedule.is_full(i) for i in later)
+    for i in [-1, *later]:
+        schedule.aggressive(i)
+        for kind, depth in [("mlp", 3), ("parallel", 40), ("attn", 0)]:
+            assert 0.0 <= schedule.ratio(i, kind, depth, 57) <= 1.0
+    assert schedule.step_factor_at(T + 100) == schedule.step_factor_at(T - 1)
+
+
+# -- ratios ---------------------------------------------------------------------------
+def test_dit_ddim_50_ratios_equal_the_official_formula_without_bucketing():
+    schedule = get_preset("dit-ddim-50", step_levels=None)
+    T = 50
+    for i in range(T):
+        s = T - 1 - i  # the official step index counts down
+        for layer in range(28):
+            step_factor = max(0.0, 1 + 2.0 - 2 * 2.0 * s / T)
+            layer_factor = 1 - 0.2 + 2 * 0.2 * layer / 27
+            expected = min(1.0, 0.07 * step_factor * layer_factor * (1 + 0.6 * 2.5))
+            assert schedule.ratio(i, "mlp", layer, 28) == pytest.approx(expected)
+            assert schedule.ratio(i, "attn", layer, 28) == 0.0
+
+
+def test_pixart_ratios_equal_the_official_formula_without_bucketing():
+    schedule = get_preset("pixart-dpm-20", step_levels=None)
+    for s in range(20):
+        for layer in (0, 13, 27):
+            base = 0.3 * (1.9 - 1.8 * s / 20) * (1.6 - 1.2 * layer / 27)
+            assert schedule.ratio(s, "cross_attn", layer, 28) == pytest.approx(min(1.0, base * 0.6))
+            assert schedule.ratio(s, "mlp", layer, 28) == pytest.approx(min(1.0, base * 1.6))
+
+
+def test_flux_layer_factor_counts_blocks_within_each_stream():
+    schedule = get_preset("flux-50-n5")
+    step = 3  # partial
+    assert not schedule.is_full(step)
+    for block in range(19):
+        assert schedule.ratio(step, "mlp", block, 57) == pytest.approx(0.1 * (1.5 - block / 27) * 0.4)
+        assert schedule.ratio(step, "joint_attn", block, 57) == 0.0
+    for index in range(38):
+        expected = max(0.0, 0.1 * (1.5 - index / 27) * 1.6)
+        assert schedule.ratio(step, "parallel", 19 + index, 57) == pytest.approx(expected)
+
+
+def test_ratios_are_clamped_to_one():
+    schedule = ToCaSchedule(base_ratio=0.9, layer_factor=(3.0, 3.0), module_factors={"mlp": 5.0})
+    assert schedule.ratio(1, "mlp", 0, 4) == 1.0
+    assert tokens_for(schedule.ratio(1, "mlp", 0, 4), 77) == 77
+
+
+schedules = st.builds(
+    ToCaSchedule,
+    num_steps=st.integers(1, 120),
+    full_rule=st.sampled_from(["interval", "threshold"]),
+    interval=st.integers(1, 7),
+    first_full=st.integers(1, 4),
+    count_down=st.booleans(),
+    threshold_weight=st.floats(-0.9, 0.9),
+    base_ratio=st.floats(0.0, 1.0),
+    step_factor=st.tuples(st.floats(-5, 5), st.floats(-5, 5)),
+    step_levels=st.one_of(st.none(), st.integers(1, 6)),
+    layer_factor=st.tuples(st.floats(-3, 3), st.floats(-3, 3)),
+    module_factors=st.dictionaries(st.sampled_from(KINDS), st.floats(0, 4)),
+    duca=st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedule=schedules, step=st.integers(-5, 300), kind=st.sampled_from(KINDS),
+       num_blocks=st.integers(1, 60), data=st.data())
+def test_ratio_is_in_unit_interval_and_k_never_exceeds_n(schedule, step, kind, num_blocks, data):
+    depth = data.draw(st.integers(0, num_blocks - 1))
+    tokens = data.draw(st.integers(1, 5000))
+    ratio = schedule.ratio(step, kind, depth, num_blocks)
+    assert 0.0 <= ratio <= 1.0
+    assert 0 <= tokens_for(ratio, tokens) <= tokens
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.floats(-3, 3), end=st.floats(-3, 3), num_blocks=st.integers(2, 60),
+       span=st.one_of(st.none(), st.integers(1, 40)))
+def test_layer_factor_is_monotone_over_depth(start, end, num_blocks, span):
+    schedule = ToCaSchedule(layer_factor=(start, end), layer_span=span)
+    values = [schedule.layer_value("mlp", depth, num_blocks) for depth in range(num_blocks)]
+    pairs = list(zip(values, values[1:]))
+    if start <= end:
+        assert all(a <= b + 1e-12 for a, b in pairs)
+    else:
+        assert all(a >= b - 1e-12 for a, b in pairs)
+    assert values[0] == pytest.approx(start)
+
+
+# -- bucketing: how many variants a generation compiles -------------------------------
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_generation_needs_at_most_step_levels_partial_variants(name, layout):
+    schedule = get_preset(name)
+    kinds_depths, num_blocks, tokens = LAYOUTS[layout]
+    plans = distinct_partial_plans(schedule, kinds_depths, num_blocks, tokens)
+    n = len(kinds_depths)
+    module_patterns = {tuple(schedule.module_full(i, kind) for kind, _ in kinds_depths)
+                       for i in range(schedule.num_steps) if not schedule.is_full(i)}
+    module_patterns.discard((False,) * n)
+    assert 1 <= len(plans) <= schedule.step_levels + len(module_patterns)
+    plain = [p for p in plans if not any(k == t for k, t, (kind, _) in zip(p, tokens, kinds_depths)
+                                         if kind in ("attn", "joint_attn"))]
+    assert len(plain) <= schedule.step_levels
+    for plan in plans:
+        assert all(0 <= k <= t for k, t in zip(plan, tokens))
+
+
+@settings(max_examples=20, deadline=None)
+@given(levels=st.integers(1, 8), name=st.sampled_from(["dit-ddim-50", "dit-ddpm-250", "pixart-dpm-20"]))
+def test_step_levels_bounds_the_variants_of_step_dependent_presets(levels, name):
+    schedule = get_preset(name, step_levels=levels)
+    assert len(distinct_partial_plans(schedule, DIT_LAYOUT, 28, DIT_TOKENS)) <= levels
+    factors = {schedule.step_factor_at(i) for i in range(schedule.num_steps) if not schedule.is_full(i)}
+    assert len(factors) <= levels
+
+
+def test_bucketing_stays_close_to_the_exact_step_factor():
+    exact = get_preset("dit-ddpm-250", step_levels=None)
+    bucketed = get_preset("dit-ddpm-250")
+    partial = [i for i in range(250) if not exact.is_full(i)]
+    values = [exact.step_factor_at(i) for i in partial]
+    half_gap = (max(values) - min(values)) / (2 * (bucketed.step_levels - 1))
+    assert all(abs(exact.step_factor_at(i) - bucketed.step_factor_at(i)) <= half_gap + 1e-9 for i in partial)
+
+
+def test_distinct_partial_plans_needs_a_step_count_for_plain_schedules():
+    plans = distinct_partial_plans(IntervalSchedule(3, 0.25), DIT_LAYOUT, 28, DIT_TOKENS, num_steps=10)
+    assert plans == {tuple(0 if kind == "attn" else 64 for kind, _ in DIT_LAYOUT)}
+    with pytest.raises(ValueError, match="num_steps"):
+        distinct_partial_plans(IntervalSchedule(3, 0.25), DIT_LAYOUT, 28, DIT_TOKENS)
+
+
+# -- presets and validation ------------------------------------------------------------
+def test_every_preset_has_a_description():
+    assert set(DESCRIPTIONS) == set(PRESETS)
+    assert {"dit-ddim-50", "dit-ddpm-250", "pixart-dpm-20", "opensora-rflow-30",
+            "flux-50-n4", "flux-50-n5", "flux-50-n6", "fora", "default"} <= set(PRESETS)
+
+
+def test_unknown_preset_lists_the_names():
+    with pytest.raises(ValueError) as info:
+        get_preset("dit-ddim-5O")
+    assert "dit-ddim-5O" in str(info.value)
+    assert all(name in str(info.value) for name in PRESETS)
+
+
+def test_overrides_replace_fields_and_are_validated():
+    schedule = get_preset("flux-50-n5", num_steps=28, step_levels=2)
+    assert (schedule.num_steps, schedule.step_levels, schedule.interval) == (28, 2, 5)
+    merged = get_preset("opensora-rflow-30", module_cycles={"cross_attn": 3})
+    assert dict(merged.module_cycles)["mlp"] == 3 and dict(merged.module_cycles)["cross_attn"] == 3
+    assert PRESETS["flux-50-n5"].num_steps == 50  # presets are not mutated
+    with pytest.raises(ValueError, match="no field"):
+        get_preset("fora", intervall=2)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_steps", 0, "ToCaSchedule.num_steps must be an integer >= 1"),
+    ("interval", 2.5, "ToCaSchedule.interval must be an integer >= 1"),
+    ("first_full", 0, "ToCaSchedule.first_full must be an integer >= 1"),
+    ("full_rule", "every-other", "ToCaSchedule.full_rule must be one of"),
+    ("base_ratio", 1.5, "ToCaSchedule.base_ratio must be a number in [0.0, 1.0]"),
+    ("base_ratio", float("nan"), "ToCaSchedule.base_ratio must be a number in [0.0, 1.0]"),
+    ("threshold_weight", 1.0, "ToCaSchedule.threshold_weight must be a number in (-1.0, 1.0)"),
+    ("step_factor", (1.0,), "ToCaSchedule.step_factor must be a pair"),
+    ("layer_factor", (1.0, float("inf")), "ToCaSchedule.layer_factor must be a pair"),
+    ("step_levels", 0, "ToCaSchedule.step_levels must be an integer >= 1 or None"),
+    ("sensitive_window", (0.5, 0.2), "ToCaSchedule.sensitive_window must be None or a pair"),
+    ("module_factors", {"ffn": 1.0}, "ToCaSchedule.module_factors must be keyed by region kinds"),
+    ("module_factors", {"mlp": -1.0}, "ToCaSchedule.module_factors['mlp'] must be a finite number >= 0"),
+    ("module_cycles", {"attn": 0}, "ToCaSchedule.module_cycles['attn'] must be an integer >= 1"),
+    ("duca", 1, "ToCaSchedule.duca must be True or False"),
+])
+def test_bad_schedule_values_raise_value_error_naming_the_field(field, value, message):
+    with pytest.raises(ValueError) as info:
+        get_preset("dit-ddim-50", **{field: value})
+    assert message in str(info.value)
+
+
+def test_cycles_rule_needs_cycles():
+    with pytest.raises(ValueError, match="ToCaSchedule.module_cycles"):
+        ToCaSchedule(full_rule="cycles")
+
+
+def test_schedules_are_immutable_hashable_and_picklable():
+    schedule = get_preset("opensora-rflow-30")
+    with pytest.raises(TypeError):
+        schedule.module_factors["mlp"] = 2.0  # type: ignore[index]
+    assert hash(schedule) == hash(get_preset("opensora-rflow-30"))
+    assert schedule == get_preset("opensora-rflow-30")
+    clone = pickle.loads(pickle.dumps(schedule))
+    assert clone == schedule and clone.full_steps() == schedule.full_steps()
+
+
+# -- the interval schedule and the config ------------------------------------------------
+def test_interval_schedule_keeps_its_behaviour_and_speaks_the_new_protocol():
+    schedule = IntervalSchedule(3, 0.2)
+    assert [schedule.is_full(i) for i in range(7)] == [True, False, False, True, False, False, True]
+    assert schedule.ratio(1, "mlp", 0, 4) == 0.2 and schedule.ratio(1, "joint_attn", 0, 4) == 0.0
+    assert not schedule.module_full(1, "mlp") and not schedule.aggressive(2)
+
+
+def test_config_schedule_uses_the_preset_or_interval_and_ratio():
+    assert ToCaConfig().schedule() == IntervalSchedule(3, 0.15)
+    assert ToCaConfig(preset="flux-50-n5").schedule() == get_preset("flux-50-n5")
+    assert ToCaConfig(preset="pixart-dpm-20", mode="duca").schedule().duca
+    fora = ToCaConfig(interval=4, mode="fora").schedule()
+    assert fora.full_steps()[:3] == [0, 4, 8] and fora.ratio(1, "mlp", 0, 4) == 0.0
+    duca = ToCaConfig(interval=4, ratio=0.2, mode="duca").schedule()
+    assert [duca.aggressive(i) for i in range(5)] == [False, False, True, False, False]
+    assert duca.ratio(1, "mlp", 0, 4) == 0.2
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("preset", "dit", "None or one of"), ("mode", "teacache", "one of"),
+    ("taylor_order", 3, "1 or 2"), ("taylor_order", True, "1 or 2"),
+])
+def test_config_rejects_bad_new_fields(field, value, allowed):
+    with pytest.raises(ValueError) as info:
+        ToCaConfig(**{field: value})
+    assert f"ToCaConfig.{field}" in str(info.value) and allowed in str(info.value)
+
+
+def test_config_defaults_are_unchanged():
+    config = ToCaConfig()
+    assert (config.interval, config.ratio, config.score, config.preset, config.mode, config.taylor_order) == (
+        3, 0.15, "random", None, "toca", 1)
+    assert math.isclose(config.staleness_weight, 0.25)

@@ -1,0 +1,95 @@
+"""ToCa's token scores: the sampled attention-received estimate converges to the explicit map,
+and the compiled path selects the tokens the explicit scores say it should."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
+from toca_compile import ToCa, ToCaConfig
+from toca_compile.token_scores import attention_received, cross_entropy, kv_norm, select_tokens, spatial_bonus
+
+
+def _explicit_received(q, k):
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    received = probs.sum(dim=-2).mean(dim=1)
+    return received / received.norm(dim=-1, keepdim=True)
+
+
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(8, 48), st.integers(0, 1000))
+@settings(max_examples=30, deadline=None)
+def test_attention_received_estimate_converges_to_the_explicit_map(batch, heads, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(batch, heads, n, 8, generator=g), torch.randn(batch, heads, n, 8, generator=g)
+    exact = _explicit_received(q, k)
+    errors = [(attention_received(q, k, None, m) - exact).norm().item() for m in (max(1, n // 8), n // 2, n)]
+    assert errors[-1] < 1e-5  # exact when every query row is used
+    assert errors[1] <= errors[0] + 0.05
+
+
+def test_cross_entropy_is_highest_for_spread_attention_and_shared_across_cfg_halves():
+    q = torch.zeros(2, 1, 3, 4)
+    q[:, :, 0] = 0.0   # token 0: uniform over text (max entropy)
+    q[:, :, 1] = 5.0   # tokens 1, 2: peaked
+    q[:, :, 2] = -5.0
+    k = torch.eye(4)[None, None, :3].repeat(2, 1, 1, 1)
+    score = cross_entropy(q, k, None, cfg_halves=True)
+    assert score[0].argmax() == 0 and torch.allclose(score[0], score[1])
+
+
+def test_kv_norm_matches_its_formula():
+    v = torch.randn(2, 3, 5, 4)
+    expect = (1 - v.norm(dim=-1)).sum(dim=1)
+    torch.testing.assert_close(kv_norm(v), expect / expect.norm(dim=-1, keepdim=True))
+
+
+@pytest.mark.parametrize("grid", [(4, 6), (2, 4, 4), ()])
+def test_spatial_bonus_goes_to_one_token_per_cell(grid):
+    n = math.prod(grid) if grid else 10
+    score = torch.rand(2, n, generator=torch.Generator().manual_seed(0))
+    boosted = spatial_bonus(score, grid, 2, 0.5)
+    gained = boosted - score
+    cells = n // 4 if grid else math.ceil(n / 4)
+    assert ((gained > 0).sum(dim=1) == cells).all()
+    assert torch.allclose(gained.amax(dim=1), 0.5 * score.amax(dim=1))
+
+
+def test_shared_selection_gives_both_cfg_halves_the_same_tokens():
+    base = torch.rand(4, 9, generator=torch.Generator().manual_seed(1))
+    idx = select_tokens(base, torch.zeros(4, 9), 0.25, 9, 3, shared=True)
+    assert torch.equal(idx[:2], idx[2:])
+
+
+def test_compiled_selection_follows_the_attention_each_token_received(monkeypatch):
+    spec = ArchSpec(depth=1, width=16, heads=2, mlp="gelu", norm="layer", adaln=True, attention="sdpa",
+                    sdpa_kwargs=False, batch=2, tokens=16, text_tokens=2, explicit_shapes=False)
+    model = TinyDiT(spec)
+    x, text = make_inputs(spec)
+    t0, t1 = timesteps(spec, 2)
+    captured = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(q, k, v, *args, **kwargs):
+        captured.append((q.detach().clone(), k.detach().clone()))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    with torch.no_grad():
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+        model(x, t0, text)
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
+        exact = _explicit_received(*captured[0])
+        k = 4
+        config = ToCaConfig(interval=5, ratio=k / spec.tokens, score="attention", score_queries=spec.tokens,
+                            staleness_weight=0.0, spatial_bonus=0.0, compiler="eager")
+        toca = ToCa(config)
+        fast = torch.compile(model, backend=toca.backend, fullgraph=True, dynamic=False)
+        fast(x, t0, text)
+        fast(x, t1, text)
+    states = toca.region_states()
+    mlp = next(v for name, v in states.items() if name.endswith(".mlp"))
+    chosen = (mlp["stale"] == 0)
+    expected = torch.zeros_like(chosen)
+    expected.scatter_(1, exact.topk(k, dim=1).indices, True)
+    assert torch.equal(chosen, expected)
+    torch.testing.assert_close(mlp["base"], exact, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,87 @@
+"""Score-source pass: for each token-wise region, the attention values its score comes from.
+
+ToCa scores a block's tokens with that block's self-attention (s1) and cross-attention (s2)
+from the last full step; DuCa's kv-norm needs the self-attention values. They are looked up
+among the regions of the same block; the token grid for the spatial bonus comes from the
+patch embedding (a convolution whose output positions multiply to the token count).
+"""
+from __future__ import annotations
+
+import math
+
+import torch.fx as fx
+
+from ..config import ToCaConfig
+from ..ops import arg, op_name, shape_of
+from ..regions import DetectionResult, RegionPlan, ScoreSource
+
+_SDPA = "scaled_dot_product_attention"
+
+
+def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: list[RegionPlan], config: ToCaConfig) -> None:
+    grids = _token_grids(gm)
+    by_block: dict[int, list[RegionPlan]] = {}
+    for plan in plans:
+        by_block.setdefault(plan.region.block, []).append(plan)
+    for plan in plans:
+        if not plan.partial:
+            continue
+        region = plan.region
+        source = ScoreSource(kind="random", grid=grids.get(region.tokens, ()))
+        if config.score != "random":
+            attn = _self_attention(by_block[region.block], region.tokens)
+            if attn is not None:
+                owner, node = attn
+                q, k, v = arg(node, 0, "query"), arg(node, 1, "key"), arg(node, 2, "value")
+                source.kind, source.owners = config.score, (owner,)
+                source.query, source.key, source.value, source.scale = q, k, v, arg(node, 6, "scale")
+                cross = _cross_attention(by_block[region.block], region.tokens)
+                if cross is not None and config.score == "attention" and config.entropy_weight > 0:
+                    owner2, node2 = cross
+                    source.owners = (owner, owner2)
+                    source.cross_query, source.cross_key = arg(node2, 0, "query"), arg(node2, 1, "key")
+                    source.cross_scale = arg(node2, 6, "scale")
+        plan.score = source
+
+
+def _heads_layout(*nodes) -> bool:
+    shapes = [shape_of(n) for n in nodes]
+    return all(s is not None and len(s) == 4 for s in shapes) and len({s[1] for s in shapes}) == 1  # type: ignore[index]
+
+
+def _self_attention(plans: list[RegionPlan], tokens: int) -> tuple[int, fx.Node] | None:
+    """An SDPA over exactly this stream's tokens (joint text+image attention has more keys)."""
+    for plan in plans:
+        if plan.region.kind not in ("attn", "parallel"):
+            continue
+        for anchor in plan.region.anchors:
+            if op_name(anchor) != _SDPA or arg(anchor, 3, "attn_mask") is not None:
+                continue
+            q, k, v = arg(anchor, 0, "query"), arg(anchor, 1, "key"), arg(anchor, 2, "value")
+            if _heads_layout(q, k, v) and shape_of(q)[-2] == tokens and shape_of(k)[-2] == tokens:  # type: ignore[index]
+                return plan.region.index, anchor
+    return None
+
+
+def _cross_attention(plans: list[RegionPlan], tokens: int) -> tuple[int, fx.Node] | None:
+    for plan in plans:
+        if plan.region.kind != "cross_attn":
+            continue
+        for anchor in plan.region.anchors:
+            if op_name(anchor) == _SDPA and arg(anchor, 3, "attn_mask") is None:
+                q, k = arg(anchor, 0, "query"), arg(anchor, 1, "key")
+                if _heads_layout(q, k) and shape_of(q)[-2] == tokens:  # type: ignore[index]
+                    return plan.region.index, anchor
+    return None
+
+
+def _token_grids(gm: fx.GraphModule) -> dict[int, tuple[int, ...]]:
+    """Token count -> spatial grid of a patch-embedding convolution producing that many positions."""
+    grids: dict[int, tuple[int, ...]] = {}
+    for node in gm.graph.nodes:
+        if op_name(node) in ("conv2d", "conv3d"):
+            shape = shape_of(node)
+            if shape is not None and len(shape) >= 4:
+                spatial = tuple(shape[2:])
+                grids.setdefault(math.prod(spatial), spatial)
+    return grids
