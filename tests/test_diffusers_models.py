@@ -37,8 +37,8 @@ def _calls(model, entry, args, kwargs, steps):
 # Models whose graph breaks split blocks across graphs: what is found there is pinned so that
 # a change either way is noticed. Everything found is still cached correctly.
 KNOWN_GAPS = {
-    "MochiTransformer3DModel": ({}, "its attention keeps only the valid tokens of each sample (torch.nonzero): "
-                                "the traced graph has data-dependent shapes and is left uncached"),
+    "MochiTransformer3DModel": ({"mlp": 3}, "its attention keeps only the valid tokens of each sample "
+                                "(torch.nonzero): graph breaks split each attention residual across graphs"),
     "HiDreamImageTransformer2DModel": ({"joint_attn": 2, "attn": 1}, "mixture-of-experts MLPs break the "
                                        "graph (bincount().cpu(), a Python loop over experts)"),
     "ZImageTransformer2DModel": ({"attn": 3, "mlp": 3}, "the caption refiner runs on per-sample 2-D tensors, "
@@ -57,14 +57,14 @@ def _check_model(name):
 
     torch._dynamo.reset()
     toca = ToCa(ToCaConfig(interval=1, compiler="eager"))
-    fast = torch.compile(model, backend=toca.backend, fullgraph=entry.fullgraph_ok, dynamic=False)
+    fast = torch.compile(model, backend=toca.backend, fullgraph=entry.fullgraph_ok and entry.graphs == 1, dynamic=False)
     with torch.no_grad():
         for a, kw in _calls(model, entry, args, kwargs, 2):
             torch.testing.assert_close(first_tensor(fast(*a, **kw)), first_tensor(model(*a, **kw)), rtol=1e-5, atol=1e-5)
 
     torch._dynamo.reset()
     toca = ToCa(ToCaConfig(interval=3, ratio=0.25, compiler="eager"))
-    fast = torch.compile(model, backend=toca.backend, fullgraph=entry.fullgraph_ok, dynamic=False)
+    fast = torch.compile(model, backend=toca.backend, fullgraph=entry.fullgraph_ok and entry.graphs == 1, dynamic=False)
     with torch.no_grad():
         (a0, kw0), (a1, kw1) = list(_calls(model, entry, args, kwargs, 2))
         fast(*a0, **kw0)
@@ -76,9 +76,6 @@ def _check_model(name):
             partial_out = first_tensor(fast(*a1, **kw1))
         full_flops, partial_flops = sum(full), sum(partial)
     stats = toca.stats()
-    if not expected:  # nothing cacheable: plain compiled graphs, same outputs
-        assert toca.fallbacks and full_flops == partial_flops
-        return full_flops, partial_flops
     assert stats.partial_steps >= 1
     assert torch.isfinite(partial_out).all()
     assert partial_flops < full_flops, f"{name}: partial {partial_flops} vs full {full_flops}"

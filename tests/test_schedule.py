@@ -351,8 +351,9 @@ def test_config_rejects_bad_new_fields(field, value, allowed):
     assert f"ToCaConfig.{field}" in str(info.value) and allowed in str(info.value)
 
 
-def test_config_defaults_are_unchanged():
+def test_config_defaults_are_toca_as_published():
     config = ToCaConfig()
     assert (config.interval, config.ratio, config.score, config.preset, config.mode, config.taylor_order) == (
-        3, 0.15, "random", None, "toca", 1)
+        3, 0.15, "attention", None, "toca", 1)
+    assert (config.spatial_cell, config.spatial_bonus) == (2, 0.6)
     assert math.isclose(config.staleness_weight, 0.25)

@@ -7,24 +7,30 @@ import argparse
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="toca", description="Token-wise caching for diffusion transformers")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="compile a small DiT with and without caching; show regions and FLOPs saved")
-    demo.add_argument("--steps", type=int, default=20)
-    demo.add_argument("--interval", type=int, default=3)
-    demo.add_argument("--ratio", type=float, default=0.15)
+    demo = sub.add_parser("demo", help="sample the bundled MNIST DiT with plain torch.compile and with toca; "
+                                        "print FLOPs, speed-up and quality; write a side-by-side PNG")
+    demo.add_argument("--digits", type=int, default=20, help="images to generate (labels cycle 0-9)")
+    demo.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    demo.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--time", action="store_true", help="also time plain torch.compile vs toca with Inductor")
+    demo.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    demo.add_argument("--interval", type=int, default=None, help="override ToCaConfig.interval")
+    demo.add_argument("--ratio", type=float, default=None, help="override ToCaConfig.ratio")
+    demo.add_argument("--out", default="toca_demo.png", help="where to write the side-by-side PNG")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .config import ToCaConfig
         from .demo import run_demo
 
+        overrides = {k: v for k, v in (("interval", args.interval), ("ratio", args.ratio)) if v is not None}
         try:
-            ToCaConfig(interval=args.interval, ratio=args.ratio, seed=args.seed)
+            config = ToCaConfig(**overrides)
         except ValueError as error:
             parser.error(str(error))
-        if args.steps < 1:
-            parser.error("--steps must be >= 1")
-        run_demo(args.steps, args.interval, args.ratio, args.seed, args.time)
+        for name in ("digits", "steps", "rounds"):
+            if getattr(args, name) < 1:
+                parser.error(f"--{name} must be >= 1")
+        run_demo(args.digits, args.steps, args.guidance, args.seed, args.rounds, args.out, config)
 
 
 if __name__ == "__main__":

@@ -1,95 +1,117 @@
-"""``toca demo``: compile a small DiT with and without caching, show what was found and saved.
+"""``toca demo``: the bundled MNIST DiT sampled with plain torch.compile and with toca-compile.
 
-Uses diffusers' ``DiTTransformer2DModel`` (the DiT-XL/2 code path) at a small config with
-random weights, a 20-step descending timestep sequence and classifier-free guidance batched
-as in DiT sampling. FLOPs are counted by running the rewritten graphs with the eager
-executor; ``--time`` also measures the wall-clock ratio with Inductor.
+Generates a fixed set of digits (fixed seed and labels, 50 DDIM steps, classifier-free
+guidance batched as in DiT sampling) uncached and cached with the default ToCa settings, then
+prints FLOPs per image, the wall-clock ratio (both variants in this process, interleaved
+after warm-up), PSNR/SSIM of cached vs uncached images, and class accuracy and
+classifier-feature FID of each; writes a side-by-side PNG (uncached | cached | difference).
 """
 from __future__ import annotations
 
+import statistics
 import time
+from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .backend import ToCa
 from .config import ToCaConfig
-from .flops import counting
+from .flops import count_flops, counting
 from .inspect import inspect
 from .stats import format_table
 
-DEMO_DIT = dict(num_attention_heads=4, attention_head_dim=16, in_channels=4, out_channels=4, num_layers=4,
-                sample_size=16, patch_size=2, num_embeds_ada_norm=10, norm_type="ada_norm_zero")
 
+def run_demo(digits: int = 20, steps: int = 50, guidance: float = 3.0, seed: int = 0, rounds: int = 3,
+             out: str = "toca_demo.png", config: ToCaConfig | None = None) -> dict:
+    from . import metrics, zoo
 
-def _model_and_inputs(seed: int):
-    from diffusers import DiTTransformer2DModel
-
-    torch.manual_seed(seed)
-    model = DiTTransformer2DModel(**DEMO_DIT).eval()
-    for block in model.transformer_blocks:  # random gates instead of adaLN-Zero's zeros
-        torch.nn.init.normal_(block.norm1.linear.weight, std=0.05)
-    g = torch.Generator().manual_seed(seed)
-    latents = torch.randn(2, 4, 16, 16, generator=g)
-    labels = torch.tensor([3, 10])  # one class, one null class: batched CFG
-    return model, latents, labels
-
-
-def _sample(fn, latents, labels, steps: int, desc: str):
-    x = latents.clone()
-    for t in tqdm(torch.linspace(999, 0, steps).round().long(), desc=desc, leave=False):
-        eps = fn(x, timestep=t.repeat(x.shape[0]), class_labels=labels).sample
-        x = x - 0.02 * eps  # a simple update: enough to make consecutive steps related
-    return x
-
-
-def run_demo(steps: int = 20, interval: int = 3, ratio: float = 0.15, seed: int = 0, measure_time: bool = False) -> None:
-    model, latents, labels = _model_and_inputs(seed)
-    print(f"model: diffusers DiTTransformer2DModel {DEMO_DIT}, random weights, "
-          f"{latents.shape[-1] // 2}x{latents.shape[-1] // 2} = {(latents.shape[-1] // 2) ** 2} tokens, batch 2 (CFG)")
-    report = inspect(model, latents, timestep=torch.tensor([999, 999]), class_labels=labels)
+    config = config or ToCaConfig()
+    model, classifier = zoo.load_mnist_dit(), zoo.load_mnist_classifier()
+    reference = load_reference_features()
+    labels = torch.arange(digits) % zoo.NUM_CLASSES
+    print(f"model: bundled MNIST DiT (diffusers DiTTransformer2DModel, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+          f"parameters, 7x7 = 49 tokens), {digits} digits, {steps} DDIM steps, CFG {guidance} (batch {2 * digits})")
+    x0 = torch.zeros(2 * digits, 1, 28, 28)
+    report = inspect(model, x0, timestep=torch.full((2 * digits,), 999), class_labels=torch.zeros(2 * digits, dtype=torch.long))
     print(report)
-    config = ToCaConfig(interval=interval, ratio=ratio, seed=seed)
-    flops = {}
-    outs = {}
-    with torch.no_grad():
-        for name, cfg in (("uncached", config.replace(interval=1, compiler="eager")), ("cached", config.replace(compiler="eager"))):
-            torch._dynamo.reset()
-            toca = ToCa(cfg)
-            fn = torch.compile(model, backend=toca.backend, fullgraph=True, dynamic=False)
-            _sample(fn, latents, labels, 2, f"warm-up {name}")
-            toca.reset()
-            with counting(toca) as sink:
-                outs[name] = _sample(fn, latents, labels, steps, f"{name} (FLOP count)")
-            flops[name] = sum(sink)
-            if name == "cached":
-                print(toca.stats())
-    diff = (outs["cached"] - outs["uncached"]).abs().max().item()
-    rows = [("variant", "GFLOPs / generation", "ratio")]
-    for name in ("uncached", "cached"):
-        rows.append((name, f"{flops[name] / 1e9:.3f}", f"{flops['uncached'] / flops[name]:.2f}x"))
-    print(f"\n{steps} steps, ToCaConfig(interval={interval}, ratio={ratio}):")
-    print(format_table(rows))
-    print(f"max |cached - uncached| of the final sample: {diff:.4f} (random weights: not a quality measure)")
-    if measure_time:
-        _time_inductor(model, latents, labels, config, steps)
 
+    def generate(fn, desc):
+        print(desc, flush=True)
+        return zoo.sample(fn, labels, steps=steps, guidance=guidance, seed=seed, progress=True)
 
-def _time_inductor(model, latents, labels, config: ToCaConfig, steps: int, rounds: int = 3) -> None:
     torch._dynamo.reset()
     plain = torch.compile(model, fullgraph=True, dynamic=False)
     toca = ToCa(config)
     cached = torch.compile(model, backend=toca.backend, fullgraph=True, dynamic=False)
-    times = {"torch.compile": [], "toca": []}
-    with torch.no_grad():
-        _sample(plain, latents, labels, steps, "compile: plain Inductor")
-        _sample(cached, latents, labels, steps, "compile: toca variants")
-        for _ in tqdm(range(rounds), desc="timing (interleaved)"):
-            for name, fn in (("torch.compile", plain), ("toca", cached)):
-                toca.reset()
-                start = time.perf_counter()
-                _sample(fn, latents, labels, steps, name)
-                times[name].append(time.perf_counter() - start)
-    best = {k: min(v) for k, v in times.items()}
-    print(f"wall clock (best of {rounds}, interleaved, one process): plain {best['torch.compile'] * 1e3:.1f} ms, "
-          f"toca {best['toca'] * 1e3:.1f} ms, speed-up {best['torch.compile'] / best['toca']:.2f}x")
+    images = {"uncached": generate(plain, "compile + warm-up: torch.compile"),
+              "cached": generate(cached, "compile + warm-up: toca")}
+    times: dict[str, list[float]] = {"uncached": [], "cached": []}
+    for r in range(rounds):
+        for name, fn in (("uncached", plain), ("cached", cached)):
+            toca.reset()
+            start = time.perf_counter()
+            images[name] = generate(fn, f"timing round {r + 1}/{rounds}: {name}")
+            times[name].append(time.perf_counter() - start)
+    stats = toca.stats()
+
+    flops = {"uncached": count_flops(lambda: generate(model, "FLOP count: uncached")) / digits}
+    counter = ToCa(config.replace(compiler="eager"))
+    eager = torch.compile(model, backend=counter.backend, fullgraph=True, dynamic=False)
+    generate(eager, "FLOP count: warm-up")
+    counter.reset()
+    with counting(counter) as sink:
+        generate(eager, "FLOP count: cached")
+    flops["cached"] = sum(sink) / digits
+
+    u, c = images["uncached"], images["cached"]
+    psnr, ssim = metrics.psnr(c, u), metrics.ssim(c, u)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    rows = [("", "GFLOPs/image", "time/generation", "speed-up", "accuracy", "classifier-FID", "PSNR vs uncached", "SSIM vs uncached")]
+    for name in ("uncached", "cached"):
+        feats = classifier.features(images[name])
+        rows.append((
+            name if name == "cached" else "uncached (torch.compile)",
+            f"{flops[name] / 1e9:.3f}",
+            f"{median[name] * 1e3:.0f} ms",
+            f"{median['uncached'] / median[name]:.2f}x",
+            f"{metrics.class_accuracy(images[name], labels, classifier):.3f}",
+            f"{metrics.frechet_distance(feats, reference):.2f}",
+            "-" if name == "uncached" else f"{psnr.mean():.2f} dB",
+            "-" if name == "uncached" else f"{ssim.mean():.4f}",
+        ))
+    print(stats)
+    print(f"\nToCa settings: {config}")
+    print(format_table(rows))
+    print(f"FLOPs ratio {flops['uncached'] / flops['cached']:.2f}x; wall clock: median of {rounds} interleaved rounds "
+          f"in this process after warm-up (Inductor, {torch.get_num_threads()} threads); FID against "
+          f"{len(reference)} real test digits, on only {digits} samples: a rough indicator")
+    path = write_comparison(u, c, out)
+    print(f"side-by-side images (uncached | cached | 4x difference): {path}")
+    return {"flops": flops, "times": times, "psnr": psnr, "ssim": ssim, "png": path}
+
+
+def load_reference_features() -> torch.Tensor:
+    """Classifier features of 2000 real MNIST test digits (examples/reference_features.py)."""
+    from importlib import resources
+
+    from safetensors.torch import load
+
+    data = (resources.files("toca_compile") / "assets" / "mnist_test_features.safetensors").read_bytes()
+    return load(data)["features"].float()
+
+
+def write_comparison(uncached: torch.Tensor, cached: torch.Tensor, out: str) -> Path:
+    """One row per digit: uncached | cached | 4x amplified absolute difference, as a PNG."""
+    from PIL import Image
+
+    def tiles(x: torch.Tensor) -> torch.Tensor:  # [B, 1, 28, 28] in [-1, 1] -> [B*28, 28] in [0, 1]
+        return ((x.clamp(-1, 1) + 1) / 2).squeeze(1).reshape(-1, x.shape[-1])
+
+    diff = ((cached - uncached).abs() * 2).clamp(0, 1).squeeze(1).reshape(-1, uncached.shape[-1])
+    gap = torch.ones(tiles(uncached).shape[0], 2)
+    grid = torch.cat([tiles(uncached), gap, tiles(cached), gap, diff], dim=1)
+    image = Image.fromarray((grid * 255).round().to(torch.uint8).numpy(), mode="L")
+    image = image.resize((image.width * 3, image.height * 3), Image.NEAREST)
+    path = Path(out).resolve()
+    image.save(path)
+    return path
