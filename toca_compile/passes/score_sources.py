@@ -20,6 +20,9 @@ _SDPA = "scaled_dot_product_attention"
 
 def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: list[RegionPlan], config: ToCaConfig) -> None:
     grids = _token_grids(gm)
+    # Scores cost an attention-map estimate on every full step: skip them when no partial
+    # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer).
+    selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
     by_block: dict[int, list[RegionPlan]] = {}
     for plan in plans:
         by_block.setdefault(plan.region.block, []).append(plan)
@@ -28,7 +31,7 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: li
             continue
         region = plan.region
         source = ScoreSource(kind="random", grid=grids.get(region.tokens, ()))
-        if config.score != "random":
+        if config.score != "random" and selects:
             attn = _self_attention(by_block[region.block], region.tokens)
             if attn is not None:
                 owner, node = attn

@@ -1,0 +1,227 @@
+"""``toca flops``: FLOPs of a whole generation of a full-size DiT, uncached vs cached.
+
+Models are built on the meta device from their published configurations (diffusers
+classes, no weights downloaded, no memory used), so DiT-XL/2, PixArt-alpha and FLUX.1-dev
+can be counted on a laptop. The counting itself is :func:`toca_compile.flops.generation_flops`.
+
+    toca flops --model dit-xl-2 --preset dit-ddim-50
+    toca flops --model flux-dev --preset flux-50-n5 --breakdown
+    toca flops --model pixart-alpha-256 --interval 3 --ratio 0.2 --steps 20
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A full-size model configuration and the inputs of one call at a given batch."""
+
+    name: str
+    description: str
+    build: Callable[[], torch.nn.Module]
+    inputs: Callable[[int], tuple[tuple, dict]]   # batch -> (args, kwargs), built on the current device
+    batch: int                                    # default batch (2 = batched classifier-free guidance)
+    preset: str | None                            # the preset written for this model, if any
+    steps: int                                    # default number of steps without a preset
+
+
+# -- DiT-XL/2 (diffusers DiTTransformer2DModel, facebook/DiT-XL-2-256 / -512) ----------------
+def _dit(sample_size: int) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        from diffusers import DiTTransformer2DModel
+
+        return DiTTransformer2DModel(num_layers=28, num_attention_heads=16, attention_head_dim=72, in_channels=4,
+                                     out_channels=8, patch_size=2, sample_size=sample_size, num_embeds_ada_norm=1000,
+                                     norm_type="ada_norm_zero")
+    return build
+
+
+def _dit_inputs(sample_size: int) -> Callable[[int], tuple[tuple, dict]]:
+    def inputs(batch: int) -> tuple[tuple, dict]:
+        return (torch.empty(batch, 4, sample_size, sample_size),), dict(
+            timestep=torch.empty(batch, dtype=torch.long), class_labels=torch.empty(batch, dtype=torch.long))
+    return inputs
+
+
+# -- PixArt-alpha (diffusers PixArtTransformer2DModel: PixArt-XL-2-1024-MS / -256x256) --------
+def _pixart(sample_size: int) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        from diffusers import PixArtTransformer2DModel
+
+        # 28 blocks, 16 heads x 72 = 1152; captions: 120 T5-XXL tokens of 4096 dims; the 1024
+        # model (sample_size 128) also embeds resolution and aspect ratio
+        return PixArtTransformer2DModel(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8,
+                                        num_layers=28, cross_attention_dim=1152, caption_channels=4096,
+                                        sample_size=sample_size, patch_size=2, norm_type="ada_norm_single",
+                                        norm_elementwise_affine=False, norm_eps=1e-6, num_embeds_ada_norm=1000,
+                                        activation_fn="gelu-approximate", attention_bias=True)
+    return build
+
+
+def _pixart_inputs(sample_size: int) -> Callable[[int], tuple[tuple, dict]]:
+    def inputs(batch: int) -> tuple[tuple, dict]:
+        added = ({"resolution": torch.empty(batch, 2), "aspect_ratio": torch.empty(batch, 1)} if sample_size == 128
+                 else {"resolution": None, "aspect_ratio": None})
+        return (torch.empty(batch, 4, sample_size, sample_size),), dict(
+            encoder_hidden_states=torch.empty(batch, 120, 4096),
+            encoder_attention_mask=torch.empty(batch, 120, dtype=torch.long),
+            timestep=torch.empty(batch, dtype=torch.long), added_cond_kwargs=added, return_dict=False)
+    return inputs
+
+
+# -- FLUX.1-dev (diffusers FluxTransformer2DModel) -------------------------------------------
+def _flux() -> torch.nn.Module:
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38,
+                                  attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096,
+                                  pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+
+
+def _flux_inputs(batch: int) -> tuple[tuple, dict]:
+    # 1024x1024: 128x128 latents packed 2x2 -> 4096 tokens of 64 channels; 512 T5 tokens
+    return (), dict(hidden_states=torch.empty(batch, 4096, 64), encoder_hidden_states=torch.empty(batch, 512, 4096),
+                    pooled_projections=torch.empty(batch, 768), timestep=torch.empty(batch),
+                    img_ids=torch.empty(4096, 3), txt_ids=torch.empty(512, 3), guidance=torch.empty(batch),
+                    return_dict=False)
+
+
+# -- SD3-medium (diffusers SD3Transformer2DModel) --------------------------------------------
+def _sd3() -> torch.nn.Module:
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64,
+                                 num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
+                                 pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192)
+
+
+def _sd3_inputs(batch: int) -> tuple[tuple, dict]:
+    # 1024x1024: 128x128 latents, patch 2 -> 4096 tokens; 77 CLIP + 256 T5 tokens
+    return (), dict(hidden_states=torch.empty(batch, 16, 128, 128), encoder_hidden_states=torch.empty(batch, 333, 4096),
+                    pooled_projections=torch.empty(batch, 2048), timestep=torch.empty(batch), return_dict=False)
+
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("dit-xl-2", "DiT-XL/2 256x256 (32x32 latents, 256 tokens), class-conditional",
+              _dit(32), _dit_inputs(32), 2, "dit-ddim-50", 50),
+    ModelSpec("dit-xl-2-512", "DiT-XL/2 512x512 (64x64 latents, 1024 tokens), class-conditional",
+              _dit(64), _dit_inputs(64), 2, "dit-ddim-50", 50),
+    ModelSpec("pixart-alpha", "PixArt-alpha XL-2 1024-MS (128x128 latents, 4096 tokens; 120 T5 tokens)",
+              _pixart(128), _pixart_inputs(128), 2, "pixart-dpm-20", 20),
+    ModelSpec("pixart-alpha-256", "PixArt-alpha XL-2 256x256 (32x32 latents, 256 tokens; 120 T5 tokens), "
+              "the resolution of ToCa's PixArt experiments", _pixart(32), _pixart_inputs(32), 2, "pixart-dpm-20", 20),
+    ModelSpec("flux-dev", "FLUX.1-dev 1024x1024 (4096 image + 512 text tokens), guidance-distilled: batch 1",
+              _flux, _flux_inputs, 1, "flux-50-n5", 50),
+    ModelSpec("sd3-medium", "SD3-medium 1024x1024 (4096 image + 333 text tokens); no preset",
+              _sd3, _sd3_inputs, 2, None, 28),
+)}
+
+
+# -- the command -----------------------------------------------------------------------------
+def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``flops`` on the ``toca`` sub-command parsers."""
+    from .presets import PRESETS
+
+    p = sub.add_parser("flops", help="FLOPs of a whole generation of a full-size model, uncached vs cached "
+                                     "(meta device: no weights, no memory)",
+                       description="Count the FLOPs of one generation of a full-size model configuration on the "
+                                   "meta device, without caching and with a ToCa preset or interval/ratio.",
+                       epilog="models:\n" + "\n".join(f"  {name}: {spec.description}"
+                                                     + (f" [preset {spec.preset}]" if spec.preset else "")
+                                                     for name, spec in MODELS.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=sorted(MODELS), help="model configuration")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="ToCa schedule (default: the model's own preset, if it has one)")
+    p.add_argument("--interval", type=int, default=None, help="full step every N steps (instead of a preset)")
+    p.add_argument("--ratio", type=float, default=None, help="fraction of tokens refreshed (instead of a preset)")
+    p.add_argument("--mode", choices=["toca", "fora"], default="toca", help="fora: reuse every branch (ratio 0)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
+    p.add_argument("--batch", type=int, default=None, help="batch per call (default: 2 = batched CFG; FLUX 1)")
+    p.add_argument("--breakdown", action="store_true", help="also print FLOPs per region kind and per block")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def build_request(args: argparse.Namespace):
+    """(spec, config, schedule, steps, batch) from parsed arguments; ValueError on bad input."""
+    from .config import ToCaConfig
+
+    spec = MODELS[args.model]
+    manual = args.interval is not None or args.ratio is not None
+    if manual and args.preset is not None:
+        raise ValueError("give either --preset or --interval/--ratio, not both")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.batch is not None and args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    preset = None if manual else (args.preset or spec.preset)
+    if preset is not None:
+        config = ToCaConfig(preset=preset, mode=args.mode, compiler="eager")
+    else:
+        defaults = ToCaConfig()
+        config = ToCaConfig(interval=args.interval if args.interval is not None else defaults.interval,
+                            ratio=args.ratio if args.ratio is not None else defaults.ratio,
+                            mode=args.mode, compiler="eager")
+    schedule = config.schedule()
+    if preset is None:
+        steps = args.steps or spec.steps
+    else:
+        steps = args.steps or schedule.num_steps
+        if steps != schedule.num_steps:
+            schedule = schedule.replace(num_steps=steps)  # re-time the preset's step-dependent rules
+    return spec, config, schedule, steps, args.batch or spec.batch
+
+
+def run_flops(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
+    """Run ``toca flops`` for parsed ``args``; input errors go to ``parser.error``."""
+    import warnings
+
+    from .flops import generation_flops
+    from .runtime import ToCaWarning
+
+    try:
+        spec, config, schedule, steps, batch = build_request(args)
+    except ValueError as error:
+        if parser is None:
+            raise
+        parser.error(str(error))
+    print(f"model: {spec.name}: {spec.description}; batch {batch}, {steps} steps, meta device")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToCaWarning)  # fallbacks are listed in the report
+        report = generation_flops(spec.build, lambda step: spec.inputs(batch), steps, config, schedule=schedule,
+                                  breakdown=args.breakdown, progress=not args.no_progress)
+    if config.preset is not None:
+        from .presets import PRESETS
+
+        report.schedule = f"preset {config.preset}" + (f", mode {config.mode}" if config.mode != "toca" else "")
+        if steps != PRESETS[config.preset].num_steps:
+            report.schedule += f", re-timed from {PRESETS[config.preset].num_steps} to {steps} steps"
+    print(report)
+    seconds = report.seconds
+    print(f"  time: trace {seconds['trace']:.0f} s, uncached count {seconds['uncached']:.0f} s, "
+          f"cached count {seconds['cached']:.0f} s")
+    if report.breakdown is not None:
+        print("\nper region kind (<kind>: the region's branch; <kind> (rest): its modules' work off the branch, "
+              "e.g. adaLN modulation, text K/V of cross-attention, run in full every step; other: the rest of "
+              "a block; toca: token scores and selection; -: outside the blocks):")
+        print(report.breakdown.table("kind"))
+        print("\nper block:")
+        print(report.breakdown.table("block"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="toca")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_flops_parser(sub)
+    args = parser.parse_args(argv)
+    run_flops(args, parser)
+
+
+if __name__ == "__main__":
+    main()
