@@ -19,16 +19,15 @@ from .stats import RegionStats, Stats
 class ToCa:
     """Token-wise caching for every graph compiled with ``torch.compile(m, backend=toca.backend)``.
 
-    One ``ToCa`` holds the step clock shared by all graphs of one model (graph breaks give
-    several), the per-branch caches of each graph, and the statistics.
+    One ``ToCa`` holds the graphs of one model (graph breaks give several; graphs without a
+    timestep input follow the step clock of the one that reads it), the per-branch caches of each graph, and the statistics.
     """
 
     def __init__(self, config: ToCaConfig | None = None, schedule: Schedule | None = None) -> None:
         self.config = config or ToCaConfig()
         self.schedule: Schedule = schedule or self.config.schedule()
-        self.clock = StepClock()
+        self.current_clock: StepClock | None = None  # the clock of the graph that read a timestep last
         self.graphs: list[CachedGraph] = []
-        self.leader: CachedGraph | None = None
         self.stats_ = Stats()
         self._region_stats: dict[int, list[RegionStats]] = {}
         self._warned: set[str] = set()
@@ -56,8 +55,6 @@ class ToCa:
         timestep = ctx.detection.timestep
         cached = CachedGraph(self, ctx, graph_id, placeholders.index(timestep) if timestep is not None else None)
         self.graphs.append(cached)
-        if self.leader is None or (self.leader.timestep_index is None and cached.timestep_index is not None):
-            self.leader = cached
         self._region_stats[id(cached)] = [
             RegionStats(graph_id, p.region.block, p.region.kind, p.region.label, p.region.tokens,
                         "rows" if p.partial else "reuse") for p in ctx.plans]
@@ -68,7 +65,8 @@ class ToCa:
     # -- user controls ---------------------------------------------------------------
     def reset(self) -> None:
         """Start a new generation on the next call (also detected when the timestep goes up)."""
-        self.clock.reset()
+        for cached in self.graphs:
+            cached.clock.reset()
 
     def stats(self) -> Stats:
         stats = Stats(**{k: v for k, v in vars(self.stats_).items() if k != "regions"})
@@ -88,10 +86,10 @@ class ToCa:
         return out
 
     # -- used by the runtime ---------------------------------------------------------
-    def on_tick(self, new_step: bool) -> None:
+    def on_tick(self, clock: StepClock, new_step: bool) -> None:
         if new_step:
             self.stats_.steps += 1
-            if self.clock.step == 0:
+            if clock.step == 0:
                 self.stats_.generations += 1
 
     def region_stats(self, cached: CachedGraph) -> list[RegionStats]:

@@ -1,6 +1,6 @@
 """Per-call decisions on the host: which step, which CFG branch, which compiled variant.
 
-The compiled graphs never branch. Each call of a cached graph asks the shared clock which
+The compiled graphs never branch. Each call of a cached graph asks its step clock which
 step and branch it belongs to, picks the full or a partial variant (compiled on first use,
 then reused for the rest of this and every later generation of the same shape), and passes
 that branch's state tensors, which the variant updates in place.
@@ -76,6 +76,8 @@ class CachedGraph:
     states: dict[int, BranchState] = field(default_factory=dict)
     broken: str = ""
     fallback: Callable | None = None
+    clock: StepClock = field(default_factory=StepClock)
+    ticks: bool = True
 
     def __call__(self, *args):
         if self.broken:
@@ -91,10 +93,8 @@ class CachedGraph:
 
     # -- decisions -------------------------------------------------------------------
     def _prepare(self, args: tuple):
-        toca, clock = self.toca, self.toca.clock
-        if toca.leader is self:
-            toca.stats_.calls += 1
-            toca.on_tick(clock.tick(self._timestep(args)))
+        toca = self.toca
+        clock = self._clock(args)
         step, branch = max(clock.step, 0), clock.branch
         state = self.states.get(branch)
         if state is None:
@@ -105,7 +105,7 @@ class CachedGraph:
         decisions = self._decisions(step, full)
         self._set_taylor_scalars(state, step, full)
         key = tuple(decisions[p.region.index] for p in self.ctx.plans)
-        if toca.leader is self and branch == 0:
+        if self.ticks and branch == 0:
             toca.stats_.full_steps += full
             toca.stats_.partial_steps += not full
         fn = self.variants.get(key)
@@ -127,6 +127,21 @@ class CachedGraph:
             state.last_full, state.full_count = step, state.full_count + 1
         else:
             scalars["taylor_k"].fill_(float(step - state.last_full))
+
+    def _clock(self, args: tuple) -> StepClock:
+        """A graph that reads the timestep keeps its own clock (a new shape or dtype is a new
+        graph, so it starts a fresh generation); graphs after a graph break without one
+        follow the clock that ticked last, or count their own calls if none ever did."""
+        toca = self.toca
+        if self.timestep_index is None and toca.current_clock is not None:
+            self.ticks = False
+            return toca.current_clock
+        self.ticks = True
+        toca.stats_.calls += 1
+        toca.on_tick(self.clock, self.clock.tick(self._timestep(args)))
+        if self.timestep_index is not None:
+            toca.current_clock = self.clock
+        return self.clock
 
     def _timestep(self, args: tuple) -> float | None:
         if self.timestep_index is None:
