@@ -30,13 +30,6 @@ needs_data = pytest.mark.skipif(
 SMALL = FILES["test"][1]  # t10k-labels-idx1-ubyte.gz, a few KB
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _write_sums(root: Path, names: list[str], digest: str | None = None) -> None:
     lines = []

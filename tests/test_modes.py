@@ -30,14 +30,6 @@ from architectures import (
 from toca_compile import ToCa, ToCaConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models are tiny: intra-op threads only add sync overhead (badly so on a busy box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 FEW = settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))

@@ -28,14 +28,6 @@ from toca_compile.config import ToCaConfig
 from toca_compile.schedule import tokens_for
 from toca_compile.scores import random_scores
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models are tiny: intra-op threads only add sync overhead (badly so on a busy box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 FEW = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
