@@ -100,10 +100,6 @@ def is_dropout_noop(node: fx.Node) -> bool:
     return training is False or p == 0
 
 
-def node_inputs(node: fx.Node) -> list[fx.Node]:
-    return list(node.all_input_nodes)
-
-
 def sequence_arg(node: fx.Node, index: int, name: str) -> list[Any]:
     """A size/dims argument given either as one sequence or as varargs (``view(a, b, c)``)."""
     value = arg(node, index, name)
