@@ -106,21 +106,8 @@ MARKERS = {"original": ("*", "black"), "fewer steps": ("o", "tab:gray"), "FORA":
 
 # -- FLOP counting of the CPU attention kernel -------------------------------------------
 def count_cpu_attention() -> None:
-    """Let ``torch.utils.flop_counter`` count fused attention on the CPU.
-
-    F.scaled_dot_product_attention on CPU tensors runs ``aten._scaled_dot_product_flash_attention_for_cpu``,
-    which torch's FLOP registry does not list (it counts the CUDA flash / efficient / cuDNN
-    kernels only), so attention would count as 0 FLOPs. Register the same formula for it.
-    """
-    from torch.utils import flop_counter  # noqa: PLC0415
-
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is None or op in flop_counter.flop_registry or op.default in flop_counter.flop_registry:
-        return
-
-    @flop_counter.register_flop_formula(op)
-    def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+    """Attention on CPU tensors is counted by toca_compile.flops (importing it registers the formula)."""
+    import toca_compile.flops  # noqa: F401, PLC0415
 
 
 # -- generation --------------------------------------------------------------------------
@@ -202,6 +189,41 @@ def _uncached_flops_per_image(model, labels: torch.Tensor, guidance: float) -> f
 
 
 # -- metrics -----------------------------------------------------------------------------
+class PairedFid:
+    """Classifier-FID against a fixed reference set, fast enough to bootstrap.
+
+    With the reference covariance R² fixed, tr((Σ R²)^½) = Σ sqrt(eig(R Σ R)) (a symmetric
+    eigenproblem), so each resample costs one covariance and one eigvalsh. Agrees with
+    :func:`toca_compile.metrics.frechet_distance` (scipy.linalg.sqrtm) to rounding.
+    """
+
+    def __init__(self, reference: torch.Tensor) -> None:
+        ref = reference.double()
+        self.mu = ref.mean(0)
+        cov = torch.cov(ref.T)
+        w, v = torch.linalg.eigh(cov)
+        self.root = (v * w.clamp_min(0).sqrt()) @ v.T
+        self.trace_ref = float(cov.trace())
+
+    def fid(self, feats: torch.Tensor) -> float:
+        feats = feats.double()
+        mu, cov = feats.mean(0), torch.cov(feats.T)
+        m = self.root @ cov @ self.root
+        ev = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0)
+        return float(((mu - self.mu) ** 2).sum() + cov.trace() + self.trace_ref - 2 * ev.sqrt().sum())
+
+    def bootstrap_delta(self, feats: torch.Tensor, base: torch.Tensor, reps: int, seed: int = 0) -> list[float]:
+        """FID(feats) - FID(base) over ``reps`` resamples of the image indices, the same indices for
+        both (the rows share their noise, so image i of one row pairs with image i of the other)."""
+        g = torch.Generator().manual_seed(seed)
+        n = feats.shape[0]
+        out = []
+        for _ in range(reps):
+            idx = torch.randint(n, (n,), generator=g)
+            out.append(self.fid(feats[idx]) - self.fid(base[idx]))
+        return out
+
+
 def _mean_std(values: torch.Tensor) -> tuple[float, float]:
     values = values.double()
     return float(values.mean()), float(values.std()) if values.numel() > 1 else 0.0
@@ -209,8 +231,9 @@ def _mean_std(values: torch.Tensor) -> tuple[float, float]:
 
 def evaluate(images: torch.Tensor, labels: torch.Tensor, reference: Optional[torch.Tensor],
              ref_features: torch.Tensor, classifier) -> dict:
-    out = {"fid": metrics.frechet_distance(metrics.classifier_features(images, classifier), ref_features),
-           "accuracy": metrics.class_accuracy(images, labels, classifier)}
+    feats = metrics.classifier_features(images, classifier)
+    out = {"fid": metrics.frechet_distance(feats, ref_features),
+           "accuracy": metrics.class_accuracy(images, labels, classifier), "_features": feats}
     if reference is not None:
         p, s = metrics.psnr(images, reference), metrics.ssim(images, reference)
         finite = p[torch.isfinite(p)]
@@ -243,11 +266,13 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
         is_base = r["name"] == "original"
         psnr = "—" if is_base else _fmt_pm(r["psnr_mean"], r["psnr_std"], 2)
         ssim = "—" if is_base else _fmt_pm(r["ssim_mean"], r["ssim_std"], 4)
-        delta = r["fid"] - base["fid"]
-        mark = "" if is_base or abs(delta) <= yard else " *"
+        if not is_base:
+            delta, sd = r["fid_delta"], r["fid_delta_boot_std"]
+            mark = ("*" if abs(delta) > yard else "") + ("†" if abs(delta) > 2 * sd else "")
+            delta_s = f"{delta:+.2f} ± {sd:.2f}{' ' + mark if mark else ''}"
         lines.append(
             f"| {r['label']} | {r['steps']} | {r['flops_per_image'] / 1e9:.3f} | {r['flops_ratio']:.2f}× | {psnr} | "
-            f"{ssim} | {r['fid']:.2f} | {'—' if is_base else f'{delta:+.2f}{mark}'} | {r['accuracy'] * 100:.1f}% |")
+            f"{ssim} | {r['fid']:.2f} | {'—' if is_base else delta_s} | {r['accuracy'] * 100:.1f}% |")
     fids = ", ".join(f"{v:.2f}" for v in spread["fid"])
     accs = ", ".join(f"{v * 100:.1f}%" for v in spread["accuracy"])
     lines += [
@@ -255,8 +280,13 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
         f"Seed-to-seed spread of the original (50 steps, uncached) over {len(spread['fid'])} disjoint seed sets of "
         f"{meta['samples']} images: classifier-FID {fids} (mean {spread['fid_mean']:.2f}, std {spread['fid_std']:.2f}, "
         f"range {spread['fid_range']:.2f}); accuracy {accs}. `*` marks an FID difference larger than that range. "
-        "The rows share their noise, so a difference between two rows is less noisy than this unpaired spread; "
-        "FID also carries a finite-sample bias that is the same for every row (equal image counts).",
+        f"The rows share their noise, so the difference between a row and the original is much less noisy than "
+        f"this unpaired spread: ± is the standard deviation of the difference over {spread['bootstrap_reps']} paired "
+        "bootstrap resamples of the images (the same image indices in both rows), and `†` marks a difference larger "
+        "than twice it. FID also carries a finite-sample bias that is the same for every row (equal image counts).",
+        "",
+        f"PSNR and SSIM: mean ± standard deviation over the {meta['samples']} images (the standard error of a "
+        f"mean is that std / √{meta['samples']}); the original row is the reference (identical images).",
         "",
         f"FLOPs: `torch.utils.flop_counter` (matmuls, convolutions, attention; CPU fused attention counted with the "
         f"formula torch uses for the CUDA kernels) per image for one whole generation with CFG (two model inputs per "
@@ -265,7 +295,7 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
         f"FLOP counter; Inductor runs the same graphs, outputs agree to ~1e-5). DuCa uses the V-norm score "
         f"(`score=\"kvnorm\"`); ToCa the attention score; TaylorSeer forecasts every branch on partial steps.",
         "",
-        f"Command: `{meta['command']}` ({meta['threads']} threads, {meta['wall_minutes']:.1f} min wall clock on "
+        f"Command: `{meta['command']}` ({meta['threads']} thread{'s' if meta['threads'] != 1 else ''}, {meta['wall_minutes']:.1f} min wall clock on "
         f"{meta['machine']}, torch {meta['torch']}).",
     ]
     return "\n".join(lines)
@@ -278,7 +308,7 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    panels = [("fid", "classifier-FID vs MNIST test (lower is better)"),
+    panels = [("fid", "classifier-FID vs MNIST test (lower is better; bars: paired bootstrap std of ΔFID)"),
               ("psnr_mean", "PSNR vs original, dB (higher is better)")]
     for ax, (key, title) in zip(axes, panels):
         seen = set()
@@ -290,6 +320,9 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
             seen.add(r["family"])
             ax.scatter(r["flops_ratio"], r[key], marker=marker, color=color, s=70 if marker != "*" else 160,
                        label=label, zorder=3)
+            if key == "fid" and "fid_delta_boot_std" in r:  # paired bootstrap std of the difference
+                ax.errorbar(r["flops_ratio"], r[key], yerr=r["fid_delta_boot_std"], color=color, lw=1, capsize=2,
+                            zorder=2)
             short = r["label"].replace("TaylorSeer ", "TS ").replace("original, 50 steps", "original")
             ax.annotate(short, (r["flops_ratio"], r[key]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if key == "fid":
@@ -310,6 +343,14 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def compact_json(obj) -> str:
+    """Indented JSON with every innermost list (the per-image values) on one line."""
+    import re  # noqa: PLC0415
+
+    text = json.dumps(obj, indent=1)
+    return re.sub(r"\[[^\[\]{}]*\]", lambda m: json.dumps(json.loads(m.group(0))), text) + "\n"
+
+
 # -- main --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -324,8 +365,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(r.name for r in ROWS)}")
     parser.add_argument("--dit", type=Path, default=None, help="DiT weights (default: the bundled asset)")
     parser.add_argument("--random-weights", action="store_true", help="untrained DiT (a smoke test of the script)")
+    parser.add_argument("--bootstrap", type=int, default=200,
+                        help="paired bootstrap resamples for the uncertainty of each FID difference")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="rebuild quality.md and quality.png from an earlier quality.json (no sampling)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MNIST folder (idx.gz files + SHA256SUMS)")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        table = markdown(saved["rows"], saved["fid_spread"], saved["meta"])
+        print(table)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "quality.md").write_text(table + "\n", encoding="utf-8")
+        plot(saved["rows"], saved["fid_spread"], args.out / "quality.png")
+        return 0
     if args.samples < 10 or args.samples % 10:
         parser.error("--samples must be a positive multiple of 10 (balanced labels)")
     if args.seeds < 1 or args.batch < 1:
@@ -364,20 +417,31 @@ def main(argv: list[str] | None = None) -> int:
     ref_features = metrics.classifier_features(test_images, classifier)
     labels = torch.arange(args.samples) % zoo.NUM_CLASSES
 
+    paired = PairedFid(ref_features)
     results: list[dict] = []
     reference: Optional[torch.Tensor] = None
+    base_features: Optional[torch.Tensor] = None
     total = len(rows) + args.seeds - 1
     for i, row in enumerate(rows):
         gen = generate(model, row, labels, args.batch, 0, guidance, f"[{i + 1}/{total}]")
         if row.name == "original":
             reference = gen.images
         scores = evaluate(gen.images, labels, None if row.name == "original" else reference, ref_features, classifier)
+        feats = scores.pop("_features")
+        if row.name == "original":
+            base_features = feats
+        else:
+            deltas = torch.tensor(paired.bootstrap_delta(feats, base_features, args.bootstrap), dtype=torch.float64)
+            scores.update(fid_delta=scores["fid"] - results[0]["fid"], fid_delta_boot_std=float(deltas.std()),
+                          fid_delta_boot_ci95=[float(deltas.quantile(0.025)), float(deltas.quantile(0.975))])
         results.append({"name": row.name, "family": row.family, "label": row.label, **row.describe(),
                         "flops_per_image": gen.flops_per_image, "seconds": gen.seconds, **gen.stats, **scores})
         r = results[-1]
-        extra = "" if row.name == "original" else f", PSNR {r['psnr_mean']:.2f} dB, SSIM {r['ssim_mean']:.4f}"
+        extra = "" if row.name == "original" else (f", PSNR {r['psnr_mean']:.2f} dB, SSIM {r['ssim_mean']:.4f}, "
+                                                   f"dFID {r['fid_delta']:+.2f} ± {r['fid_delta_boot_std']:.2f}")
         tqdm.write(f"{row.name}: {gen.flops_per_image / 1e9:.3f} GFLOPs/image, FID {r['fid']:.2f}, "
-                   f"accuracy {r['accuracy'] * 100:.1f}%{extra} ({gen.seconds:.0f} s)", file=sys.stderr)
+                   f"accuracy {r['accuracy'] * 100:.1f}%{extra} ({gen.seconds:.0f} s, "
+                   f"{(time.perf_counter() - t_start) / 60:.1f} min so far)", file=sys.stderr)
     base_flops = results[0]["flops_per_image"]
     for r in results:
         r["flops_ratio"] = base_flops / r["flops_per_image"]
@@ -394,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     fid_t = torch.tensor(spread_fid, dtype=torch.float64)
     spread = {"fid": spread_fid, "accuracy": spread_acc, "fid_mean": float(fid_t.mean()),
               "fid_std": float(fid_t.std()) if len(spread_fid) > 1 else 0.0,
-              "fid_range": float(fid_t.max() - fid_t.min())}
+              "fid_range": float(fid_t.max() - fid_t.min()), "bootstrap_reps": args.bootstrap}
 
     wall = time.perf_counter() - t_start
     cmd = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -407,8 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.md").write_text(table + "\n", encoding="utf-8")
-    with open(args.out / "quality.json", "w", encoding="utf-8") as fh:
-        json.dump({"meta": meta, "fid_spread": spread, "rows": results}, fh, indent=1)
+    (args.out / "quality.json").write_text(compact_json({"meta": meta, "fid_spread": spread, "rows": results}),
+                                           encoding="utf-8")
     plot(results, spread, args.out / "quality.png")
     print(f"\nwrote {args.out / 'quality.md'}, quality.json, quality.png ({wall / 60:.1f} min)", file=sys.stderr)
     return 0

@@ -42,6 +42,26 @@ _KIND_ORDER = tuple(f"{kind}{rest}" for rest in ("", " (rest)")
 
 
 # -- single calls ------------------------------------------------------------------------
+def _count_cpu_attention() -> None:
+    """Let the FLOP counter see fused attention on CPU tensors.
+
+    On the CPU, SDPA runs ``aten._scaled_dot_product_flash_attention_for_cpu``, which torch's
+    FLOP registry does not list (only the CUDA kernels), so attention would count as 0.
+    """
+    from torch.utils import flop_counter
+
+    op = getattr(__import__("torch").ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None or op in flop_counter.flop_registry or op.default in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(op)
+    def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_count_cpu_attention()
+
+
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """FLOPs of one call of ``fn``."""
     with FlopCounterMode(display=False) as counter:
