@@ -50,7 +50,7 @@ def _count_cpu_attention() -> None:
     """
     from torch.utils import flop_counter
 
-    op = getattr(__import__("torch").ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if op is None or op in flop_counter.flop_registry or op.default in flop_counter.flop_registry:
         return
 
