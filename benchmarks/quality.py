@@ -14,16 +14,19 @@ default), so that each image can be compared with its uncached 50-step counterpa
 * classifier-FID: Fréchet distance between the features (``MNISTClassifier.features``) of the
   generated images and of the 10,000 MNIST test images; class accuracy: the classifier's
   argmax against the requested label.
-* FID spread: the original is also run with ``--seeds`` - 1 further seed sets; the spread of
-  its FID over the seed sets is the yardstick for the FID differences between rows.
+* FID spread: every row runs on ``--seeds`` disjoint seed sets. The spread of the original's
+  FID over the seed sets is the yardstick for the FID differences between rows; each row's
+  ΔFID is taken against the original on the same seed set (same noise) and averaged.
 
 Cached rows use ``ToCaConfig(compiler="eager")``: the rewritten FX graphs run as they are,
-which builds quickly on a CPU and is what the FLOP counter sees (Inductor executes the same
-graphs; its outputs agree with the eager executor's to ~1e-5).
+which builds quickly and is what the FLOP counter sees (Inductor executes the same graphs; its
+outputs agree with the eager executor's to ~1e-5). ``quality.json`` is rewritten after every
+(row, seed set), so a run stopped part-way keeps what it finished; ``--from-json`` rebuilds the
+table and plot from one or more such files (runs of the same settings merge).
 
-    python benchmarks/quality.py                          # full run, results in benchmarks/results/
-    python benchmarks/quality.py --samples 100 --seeds 2  # quicker, noisier
-    python benchmarks/quality.py --rows original,toca-N3-r0.3 --samples 20 --batch 10   # smoke test
+    python benchmarks/quality.py --device cuda --samples 10000 --batch 5000 --seeds 3   # the README's table
+    python benchmarks/quality.py --samples 500 --seeds 3        # CPU, about an hour on 2 threads; noisier
+    python benchmarks/quality.py --rows original,toca-N3-r0.3 --samples 20 --batch 10 --seeds 1   # smoke test
 
 Needs torchmetrics, scipy and matplotlib (and the demo dependencies: diffusers, safetensors, tqdm).
 """
@@ -114,7 +117,7 @@ def count_cpu_attention() -> None:
 @dataclass
 class Generation:
     images: torch.Tensor
-    flops_per_image: float
+    flops_per_image: Optional[float]
     seconds: float
     stats: dict = field(default_factory=dict)
 
@@ -127,65 +130,73 @@ def noise_seed(seed_set: int, batch_index: int) -> int:
     return 100_003 * seed_set + batch_index
 
 
-def generate(model, row: Row, labels: torch.Tensor, batch: int, seed_set: int, guidance: float,
-             position: str) -> Generation:
-    """All images of one row for one seed set, plus its FLOPs per image."""
-    spans = _batches(labels.numel(), batch)
-    bar = tqdm(total=len(spans) * row.steps, desc=f"{position} {row.name:<14}", unit="step", leave=False,
-               dynamic_ncols=True)
-    step_cb = lambda i, t, x: bar.update(1)  # noqa: E731
-    images: list[torch.Tensor] = []
-    start = time.perf_counter()
+class Runner:
+    """Generates one row's images; a cached row is traced and rewritten once and reused for every
+    seed set (``toca.reset()`` between generations). FLOPs per image are counted on the first
+    generation: on its second batch when it has one of full size (the first compiled every
+    variant), else by generating the first batch again."""
 
-    if row.config is None:  # uncached: the plain eager model
-        fn = model
+    def __init__(self, model, row: Row, batch: int, guidance: float) -> None:
+        self.model, self.row, self.batch, self.guidance = model, row, batch, guidance
+        self.flops_per_image: Optional[float] = None
+        self.toca: Optional[ToCa] = None
+        self.fn = model
+        if row.config is not None:
+            torch._dynamo.reset()
+            self.toca = ToCa(row.config)
+            self.fn = torch.compile(model, backend=self.toca.backend, fullgraph=True, dynamic=False)
+
+    def _sample(self, labels: torch.Tensor, seed: int, callback=None) -> torch.Tensor:
+        if self.toca is not None:
+            self.toca.reset()
+        return zoo.sample(self.fn, labels, steps=self.row.steps, guidance=self.guidance, seed=seed, progress=False,
+                          callback=callback)
+
+    def _counted(self, labels: torch.Tensor, seed: int, callback=None) -> tuple[torch.Tensor, float]:
+        if self.toca is None:
+            out = self._sample(labels, seed, callback)
+            return out, _uncached_flops_per_image(self.model, labels, self.guidance) * self.row.steps
+        with counting(self.toca) as sink:
+            out = self._sample(labels, seed, callback)
+        return out, sum(sink) / labels.numel()
+
+    def generate(self, labels: torch.Tensor, seed_set: int, position: str) -> Generation:
+        spans = _batches(labels.numel(), self.batch)
+        bar = tqdm(total=len(spans) * self.row.steps, desc=f"{position} {self.row.name:<14}", unit="step",
+                   leave=False, dynamic_ncols=True)
+        step_cb = lambda i, t, x: bar.update(1)  # noqa: E731
+        images: list[torch.Tensor] = []
+        start = time.perf_counter()
         for j, (a, b) in enumerate(spans):
-            images.append(zoo.sample(fn, labels[a:b], steps=row.steps, guidance=guidance,
-                                     seed=noise_seed(seed_set, j), progress=False, callback=step_cb))
+            seed = noise_seed(seed_set, j)
+            if self.flops_per_image is None and j == 1 and b - a == spans[0][1] - spans[0][0]:
+                out, self.flops_per_image = self._counted(labels[a:b], seed, step_cb)
+            else:
+                out = self._sample(labels[a:b], seed, step_cb)
+            images.append(out)
         seconds = time.perf_counter() - start
-        flops = _uncached_flops_per_image(model, labels[: spans[0][1]], guidance) * row.steps
+        if self.flops_per_image is None:  # a single batch: count it again (same noise, same images)
+            a, b = spans[0]
+            _, self.flops_per_image = self._counted(labels[a:b], noise_seed(seed_set, 0))
         bar.close()
-        return Generation(torch.cat(images), flops, seconds)
-
-    torch._dynamo.reset()
-    toca = ToCa(row.config)
-    fast = torch.compile(model, backend=toca.backend, fullgraph=True, dynamic=False)
-    counted: Optional[float] = None
-    for j, (a, b) in enumerate(spans):
-        toca.reset()
-        if j == 1 and b - a == spans[0][1] - spans[0][0]:
-            # the first batch compiled every variant; count this one (the counter cannot trace)
-            with counting(toca) as sink:
-                out = zoo.sample(fast, labels[a:b], steps=row.steps, guidance=guidance,
-                                 seed=noise_seed(seed_set, j), progress=False, callback=step_cb)
-            counted = sum(sink) / (b - a)
-        else:
-            out = zoo.sample(fast, labels[a:b], steps=row.steps, guidance=guidance,
-                             seed=noise_seed(seed_set, j), progress=False, callback=step_cb)
-        images.append(out)
-    seconds = time.perf_counter() - start
-    if counted is None:  # a single batch: count it again (same noise, same images)
-        a, b = spans[0]
-        toca.reset()
-        with counting(toca) as sink:
-            zoo.sample(fast, labels[a:b], steps=row.steps, guidance=guidance, seed=noise_seed(seed_set, 0),
-                       progress=False)
-        counted = sum(sink) / (b - a)
-    stats = toca.stats()
-    info = {"fallbacks": list(toca.fallbacks), "full_steps": stats.full_steps, "partial_steps": stats.partial_steps,
-            "generations": stats.generations}
-    bar.close()
-    return Generation(torch.cat(images), counted, seconds, info)
+        info = {}
+        if self.toca is not None:
+            stats = self.toca.stats()
+            info = {"fallbacks": list(self.toca.fallbacks), "full_steps": stats.full_steps,
+                    "partial_steps": stats.partial_steps}
+        return Generation(torch.cat(images), self.flops_per_image, seconds, info)
 
 
 def _uncached_flops_per_image(model, labels: torch.Tensor, guidance: float) -> float:
     """FLOPs of one denoising step per image (the same every step when nothing is cached)."""
     b = labels.numel()
     n = 2 * b if guidance > 1.0 else b
-    x = torch.zeros(n, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE)
+    device = next(model.parameters()).device
+    x = torch.zeros(n, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE, device=device)
     y = torch.cat([labels, torch.full_like(labels, zoo.NULL_LABEL)]) if guidance > 1.0 else labels
+    t = torch.full((n,), 500, device=device)
     with torch.no_grad():
-        return count_flops(lambda: model(x, timestep=torch.full((n,), 500), class_labels=y, return_dict=False)) / b
+        return count_flops(lambda: model(x, timestep=t, class_labels=y.to(device), return_dict=False)) / b
 
 
 # -- metrics -----------------------------------------------------------------------------
@@ -224,25 +235,82 @@ class PairedFid:
         return out
 
 
-def _mean_std(values: torch.Tensor) -> tuple[float, float]:
-    values = values.double()
-    return float(values.mean()), float(values.std()) if values.numel() > 1 else 0.0
+def _moments(values: torch.Tensor) -> dict:
+    """Count, sum and sum of squares: per-seed-set records pool exactly into a mean and std."""
+    v = values.double()
+    return {"n": int(v.numel()), "sum": float(v.sum()), "sumsq": float((v * v).sum())}
+
+
+def _pooled(parts: list[dict]) -> tuple[float, float]:
+    n = sum(p["n"] for p in parts)
+    if n == 0:
+        return math.inf, 0.0
+    mean = sum(p["sum"] for p in parts) / n
+    var = max(sum(p["sumsq"] for p in parts) / n - mean * mean, 0.0) * n / max(n - 1, 1)
+    return mean, math.sqrt(var)
 
 
 def evaluate(images: torch.Tensor, labels: torch.Tensor, reference: Optional[torch.Tensor],
              ref_features: torch.Tensor, classifier) -> dict:
+    """Scores of one row on one seed set; PSNR/SSIM as moments so seed sets pool exactly."""
     feats = metrics.classifier_features(images, classifier)
     out = {"fid": metrics.frechet_distance(feats, ref_features),
            "accuracy": metrics.class_accuracy(images, labels, classifier), "_features": feats}
     if reference is not None:
         p, s = metrics.psnr(images, reference), metrics.ssim(images, reference)
-        finite = p[torch.isfinite(p)]
-        out.update(psnr_mean=_mean_std(finite)[0] if finite.numel() else math.inf,
-                   psnr_std=_mean_std(finite)[1] if finite.numel() else 0.0,
-                   psnr_identical=int((~torch.isfinite(p)).sum()),
-                   ssim_mean=_mean_std(s)[0], ssim_std=_mean_std(s)[1],
-                   psnr=[round(float(v), 4) if math.isfinite(float(v)) else None for v in p], ssim=[round(float(v), 6) for v in s])
+        finite = torch.isfinite(p)
+        out.update(psnr=_moments(p[finite]), psnr_identical=int((~finite).sum()), ssim=_moments(s))
     return out
+
+
+def summarize(records: list[dict], rows: list[Row]) -> tuple[list[dict], dict]:
+    """Per-row table entries and the seed-to-seed spread, from per-(row, seed set) records.
+
+    A partial run (stopped part-way) summarizes the seed sets it finished for each row.
+    """
+    by_row: dict[str, dict[int, dict]] = {}
+    for rec in records:
+        by_row.setdefault(rec["name"], {})[rec["seed_set"]] = rec
+    base = by_row.get("original", {})
+    results = []
+    for row in rows:
+        recs = by_row.get(row.name)
+        if not recs:
+            continue
+        seeds = sorted(recs)
+        fids = torch.tensor([recs[k]["fid"] for k in seeds], dtype=torch.float64)
+        first = recs[seeds[0]]
+        r = {"name": row.name, "family": row.family, "label": row.label, **row.describe(),
+             "flops_per_image": first["flops_per_image"], "seed_sets": seeds, "fid_per_seed": fids.tolist(),
+             "fid": float(fids.mean()), "fid_std": float(fids.std()) if len(seeds) > 1 else 0.0,
+             "accuracy": float(sum(recs[k]["accuracy"] for k in seeds) / len(seeds)),
+             "accuracy_per_seed": [recs[k]["accuracy"] for k in seeds],
+             "seconds": float(sum(recs[k]["seconds"] for k in seeds))}
+        for key in ("fallbacks", "full_steps", "partial_steps"):
+            if key in first:
+                r[key] = first[key]
+        if row.name != "original":
+            paired = [k for k in seeds if k in base]
+            deltas = torch.tensor([recs[k]["fid"] - base[k]["fid"] for k in paired], dtype=torch.float64)
+            r.update(
+                fid_delta_per_seed=deltas.tolist(), fid_delta=float(deltas.mean()) if paired else math.nan,
+                fid_delta_seed_std=float(deltas.std()) if len(paired) > 1 else 0.0,
+                fid_delta_boot_std=float(sum(recs[k].get("fid_delta_boot_std", math.nan) for k in paired)
+                                         / max(len(paired), 1)))
+            r["psnr_mean"], r["psnr_std"] = _pooled([recs[k]["psnr"] for k in seeds])
+            r["ssim_mean"], r["ssim_std"] = _pooled([recs[k]["ssim"] for k in seeds])
+            r["psnr_identical"] = sum(recs[k]["psnr_identical"] for k in seeds)
+        results.append(r)
+    if results and results[0]["name"] == "original":
+        base_flops = results[0]["flops_per_image"]
+        for r in results:
+            r["flops_ratio"] = base_flops / r["flops_per_image"]
+    orig = results[0] if results and results[0]["name"] == "original" else None
+    fid_t = torch.tensor(orig["fid_per_seed"] if orig else [math.nan], dtype=torch.float64)
+    spread = {"fid": fid_t.tolist(), "accuracy": orig["accuracy_per_seed"] if orig else [],
+              "fid_mean": float(fid_t.mean()), "fid_std": float(fid_t.std()) if fid_t.numel() > 1 else 0.0,
+              "fid_range": float(fid_t.max() - fid_t.min())}
+    return results, spread
 
 
 # -- output ------------------------------------------------------------------------------
@@ -251,12 +319,13 @@ def _fmt_pm(mean: float, std: float, digits: int) -> str:
 
 
 def markdown(results: list[dict], spread: dict, meta: dict) -> str:
-    base = next(r for r in results if r["name"] == "original")
     yard = spread["fid_range"]
+    n_seeds = len(spread["fid"])
     lines = [
-        f"Bundled MNIST DiT ({meta['model']}); {meta['samples']} images per row "
-        f"(labels 0-9 balanced, the same initial noise in every row), DDIM, CFG {meta['guidance']}. "
-        "A small model: these numbers say how the methods behave on it, not on DiT-XL/2.",
+        f"Bundled MNIST DiT ({meta['model']}); {meta['samples']} images per row and seed set, {n_seeds} seed "
+        f"set{'s' if n_seeds != 1 else ''} (labels 0-9 balanced; within a seed set every row starts from the same "
+        f"noise), DDIM, CFG {meta['guidance']}. A small model: these numbers say how the methods behave on it, "
+        "not on DiT-XL/2.",
         "",
         "| method | steps | GFLOPs / image | FLOPs ratio | PSNR vs original (dB) | SSIM vs original | "
         "classifier-FID | ΔFID vs original | accuracy |",
@@ -266,37 +335,41 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
         is_base = r["name"] == "original"
         psnr = "—" if is_base else _fmt_pm(r["psnr_mean"], r["psnr_std"], 2)
         ssim = "—" if is_base else _fmt_pm(r["ssim_mean"], r["ssim_std"], 4)
+        fid = _fmt_pm(r["fid"], r["fid_std"], 2) if len(r["fid_per_seed"]) > 1 else f"{r['fid']:.2f}"
+        delta_s = "—"
         if not is_base:
-            delta, sd = r["fid_delta"], r["fid_delta_boot_std"]
-            mark = ("*" if abs(delta) > yard else "") + ("†" if abs(delta) > 2 * sd else "")
+            delta = r["fid_delta"]
+            sd = r["fid_delta_seed_std"] if len(r["fid_delta_per_seed"]) > 1 else r["fid_delta_boot_std"]
+            mark = "*" if abs(delta) > yard else ""
             delta_s = f"{delta:+.2f} ± {sd:.2f}{' ' + mark if mark else ''}"
         lines.append(
             f"| {r['label']} | {r['steps']} | {r['flops_per_image'] / 1e9:.3f} | {r['flops_ratio']:.2f}× | {psnr} | "
-            f"{ssim} | {r['fid']:.2f} | {'—' if is_base else delta_s} | {r['accuracy'] * 100:.1f}% |")
+            f"{ssim} | {fid} | {delta_s} | {r['accuracy'] * 100:.1f}% |")
     fids = ", ".join(f"{v:.2f}" for v in spread["fid"])
     accs = ", ".join(f"{v * 100:.1f}%" for v in spread["accuracy"])
+    n_marked = sum(1 for r in results if r["name"] != "original" and abs(r["fid_delta"]) > yard)
     lines += [
         "",
-        f"Seed-to-seed spread of the original (50 steps, uncached) over {len(spread['fid'])} disjoint seed sets of "
-        f"{meta['samples']} images: classifier-FID {fids} (mean {spread['fid_mean']:.2f}, std {spread['fid_std']:.2f}, "
-        f"range {spread['fid_range']:.2f}); accuracy {accs}. `*` marks an FID difference larger than that range. "
-        f"The rows share their noise, so the difference between a row and the original is much less noisy than "
-        f"this unpaired spread: ± is the standard deviation of the difference over {spread['bootstrap_reps']} paired "
-        "bootstrap resamples of the images (the same image indices in both rows), and `†` marks a difference larger "
-        "than twice it. FID also carries a finite-sample bias that is the same for every row (equal image counts).",
+        f"**Seed-to-seed spread.** The original (50 steps, uncached) over {n_seeds} disjoint seed sets of "
+        f"{meta['samples']} images: classifier-FID {fids} (std {spread['fid_std']:.2f}, range {spread['fid_range']:.2f}); "
+        f"accuracy {accs}. `*` marks a ΔFID larger than that range: {n_marked} of {len(results) - 1} rows. "
+        "classifier-FID is the mean ± std over the seed sets; ΔFID is the row's FID minus the original's on the same "
+        "seed set (same noise), mean ± std over the seed sets"
+        + (f" (one seed set: ± is the std over {meta['bootstrap']} paired bootstrap resamples of the images)."
+           if n_seeds == 1 else "."),
         "",
-        f"PSNR and SSIM: mean ± standard deviation over the {meta['samples']} images (the standard error of a "
-        f"mean is that std / √{meta['samples']}); the original row is the reference (identical images).",
+        f"PSNR and SSIM: mean ± standard deviation over all {meta['samples'] * n_seeds} images, each against the "
+        "original's image from the same noise (the standard error of a mean is that std / √count).",
         "",
-        f"FLOPs: `torch.utils.flop_counter` (matmuls, convolutions, attention; CPU fused attention counted with the "
-        f"formula torch uses for the CUDA kernels) per image for one whole generation with CFG (two model inputs per "
-        f"image per step), including toca-compile's token scoring. FLOPs ratio = original / row. Cached rows run "
-        f"the rewritten graphs with `ToCaConfig(compiler=\"eager\")` (quick to build on a CPU and visible to the "
-        f"FLOP counter; Inductor runs the same graphs, outputs agree to ~1e-5). DuCa uses the V-norm score "
-        f"(`score=\"kvnorm\"`); ToCa the attention score; TaylorSeer forecasts every branch on partial steps.",
+        "FLOPs: `torch.utils.flop_counter` (matmuls, convolutions, attention) per image for one whole generation "
+        "with CFG (two model inputs per image per step), including toca-compile's token scoring. FLOPs ratio = "
+        "original / row. Cached rows run the rewritten graphs with `ToCaConfig(compiler=\"eager\")` (quick to "
+        "build and visible to the FLOP counter; Inductor runs the same graphs, outputs agree to ~1e-5). DuCa uses "
+        "the V-norm score (`score=\"kvnorm\"`); ToCa the attention score; TaylorSeer forecasts every branch on "
+        "partial steps.",
         "",
-        f"Command: `{meta['command']}` ({meta['threads']} thread{'s' if meta['threads'] != 1 else ''}, {meta['wall_minutes']:.1f} min wall clock on "
-        f"{meta['machine']}, torch {meta['torch']}).",
+        f"Command: `{meta['command']}` ({meta['wall_minutes']:.1f} min wall clock on {meta['machine']}, "
+        f"torch {meta['torch']}).",
     ]
     return "\n".join(lines)
 
@@ -308,7 +381,7 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    panels = [("fid", "classifier-FID vs MNIST test (lower is better; bars: paired bootstrap std of ΔFID)"),
+    panels = [("fid", "classifier-FID vs MNIST test (lower is better; bars: std of ΔFID over seed sets)"),
               ("psnr_mean", "PSNR vs original, dB (higher is better)")]
     for ax, (key, title) in zip(axes, panels):
         seen = set()
@@ -320,9 +393,9 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
             seen.add(r["family"])
             ax.scatter(r["flops_ratio"], r[key], marker=marker, color=color, s=70 if marker != "*" else 160,
                        label=label, zorder=3)
-            if key == "fid" and "fid_delta_boot_std" in r:  # paired bootstrap std of the difference
-                ax.errorbar(r["flops_ratio"], r[key], yerr=r["fid_delta_boot_std"], color=color, lw=1, capsize=2,
-                            zorder=2)
+            if key == "fid" and "fid_delta" in r:  # uncertainty of the paired difference
+                err = r["fid_delta_seed_std"] if len(r["fid_delta_per_seed"]) > 1 else r["fid_delta_boot_std"]
+                ax.errorbar(r["flops_ratio"], r[key], yerr=err, color=color, lw=1, capsize=2, zorder=2)
             short = r["label"].replace("TaylorSeer ", "TS ").replace("original, 50 steps", "original")
             ax.annotate(short, (r["flops_ratio"], r[key]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if key == "fid":
@@ -352,37 +425,79 @@ def compact_json(obj) -> str:
 
 
 # -- main --------------------------------------------------------------------------------
+def _write(out: Path, records: list[dict], rows: list[Row], meta: dict, final: bool) -> str:
+    """quality.json always (so a stopped run keeps what it finished); .md and .png at the end."""
+    results, spread = summarize(records, rows)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": meta, "fid_spread": spread, "rows": results, "records": records}
+    (out / "quality.json").write_text(compact_json(payload), encoding="utf-8")
+    if not final:
+        return ""
+    table = markdown(results, spread, meta)
+    (out / "quality.md").write_text(table + "\n", encoding="utf-8")
+    plot(results, spread, out / "quality.png")
+    return table
+
+
+def merge_runs(runs: list[dict]) -> tuple[list[dict], dict]:
+    """Records of several runs with the same settings (e.g. a run stopped part-way and one of the
+    rows it missed), one record per (row, seed set). Each run carries its own original row; the
+    originals must agree, else the PSNR/SSIM of the runs are against different references."""
+    keys = ("samples", "guidance", "model", "device")
+    first = runs[0]["meta"]
+    records: dict[tuple[str, int], dict] = {}
+    for run in runs:
+        if any(run["meta"].get(k) != first.get(k) for k in keys):
+            raise SystemExit(f"--from-json: runs differ in {[k for k in keys if run['meta'].get(k) != first.get(k)]}")
+        for rec in run["records"]:
+            key = (rec["name"], rec["seed_set"])
+            if key in records:
+                if key[0] == "original" and abs(records[key]["fid"] - rec["fid"]) > 1e-6:
+                    raise SystemExit(f"--from-json: the original of seed set {key[1]} differs between runs "
+                                     f"(FID {records[key]['fid']:.6f} vs {rec['fid']:.6f})")
+                continue
+            records[key] = rec
+    meta = dict(first)
+    if len(runs) > 1:
+        meta["command"] = " && ".join(r["meta"]["command"] for r in runs)
+        meta["wall_minutes"] = sum(r["meta"]["wall_minutes"] for r in runs)
+    return list(records.values()), meta
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=500, help="images per row (a multiple of 10: balanced labels)")
+    parser.add_argument("--samples", type=int, default=500,
+                        help="images per row and seed set (a multiple of 10: balanced labels)")
     parser.add_argument("--seeds", type=int, default=3,
-                        help="seed sets for the FID spread of the original (every other row uses seed set 0)")
+                        help="disjoint seed sets; every row runs on each (the FID spread is measured over them)")
     parser.add_argument("--batch", type=int, default=100,
                         help="images per model call (the call's batch is twice this with CFG)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda, ...)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for quality.md / .json / .png")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: zoo.sample's)")
     parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(r.name for r in ROWS)}")
     parser.add_argument("--dit", type=Path, default=None, help="DiT weights (default: the bundled asset)")
     parser.add_argument("--random-weights", action="store_true", help="untrained DiT (a smoke test of the script)")
-    parser.add_argument("--bootstrap", type=int, default=200,
-                        help="paired bootstrap resamples for the uncertainty of each FID difference")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="rebuild quality.md and quality.png from an earlier quality.json (no sampling)")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help="paired bootstrap resamples for the uncertainty of each FID difference "
+                             "(default: 200 with one seed set, else 0: the seed sets give the uncertainty)")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="rebuild quality.md and quality.png from earlier (possibly partial) quality.json files; "
+                             "several runs of the same settings merge (each needs the original row)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MNIST folder (idx.gz files + SHA256SUMS)")
     args = parser.parse_args(argv)
-    if args.from_json is not None:
-        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
-        table = markdown(saved["rows"], saved["fid_spread"], saved["meta"])
-        print(table)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "quality.md").write_text(table + "\n", encoding="utf-8")
-        plot(saved["rows"], saved["fid_spread"], args.out / "quality.png")
+    if args.from_json:
+        records, meta = merge_runs([json.loads(path.read_text(encoding="utf-8")) for path in args.from_json])
+        names = {rec["name"] for rec in records}
+        print(_write(args.out, records, [r for r in ROWS if r.name in names], meta, final=True))
         return 0
     if args.samples < 10 or args.samples % 10:
         parser.error("--samples must be a positive multiple of 10 (balanced labels)")
     if args.seeds < 1 or args.batch < 1:
         parser.error("--seeds and --batch must be >= 1")
+    if args.bootstrap is None:
+        args.bootstrap = 200 if args.seeds == 1 else 0
     rows = ROWS
     if args.rows:
         wanted = [n.strip() for n in args.rows.split(",") if n.strip()]
@@ -390,6 +505,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown rows {unknown}")
         rows = [r for r in ROWS if r.name in wanted or r.name == "original"]  # the original is the reference
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device is available")
+        # full fp32 on the GPU too: TF32 would add its own error to every row's PSNR
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", ToCaWarning)
@@ -405,76 +527,64 @@ def main(argv: list[str] | None = None) -> int:
         from diffusers import DiTTransformer2DModel  # noqa: PLC0415
 
         torch.manual_seed(0)
-        model = DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG).eval().requires_grad_(False)
+        model = DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG).eval().requires_grad_(False).to(device)
         model_desc = "random weights"
     else:
-        model = zoo.load_mnist_dit(path=args.dit)
+        model = zoo.load_mnist_dit(path=args.dit, device=device)
         model_desc = f"{args.dit or 'toca_compile/assets/' + zoo.DIT_ASSET}"
     n_params = sum(p.numel() for p in model.parameters())
     model_desc = f"diffusers DiTTransformer2DModel, {n_params / 1e6:.2f}M parameters, 7x7 = 49 tokens, {model_desc}"
-    classifier = zoo.load_mnist_classifier()
+    classifier = zoo.load_mnist_classifier(device=device)
     test_images, _ = load_mnist(args.data, "test")
     ref_features = metrics.classifier_features(test_images, classifier)
     labels = torch.arange(args.samples) % zoo.NUM_CLASSES
-
     paired = PairedFid(ref_features)
-    results: list[dict] = []
-    reference: Optional[torch.Tensor] = None
-    base_features: Optional[torch.Tensor] = None
-    total = len(rows) + args.seeds - 1
-    for i, row in enumerate(rows):
-        gen = generate(model, row, labels, args.batch, 0, guidance, f"[{i + 1}/{total}]")
-        if row.name == "original":
-            reference = gen.images
-        scores = evaluate(gen.images, labels, None if row.name == "original" else reference, ref_features, classifier)
-        feats = scores.pop("_features")
-        if row.name == "original":
-            base_features = feats
-        else:
-            deltas = torch.tensor(paired.bootstrap_delta(feats, base_features, args.bootstrap), dtype=torch.float64)
-            scores.update(fid_delta=scores["fid"] - results[0]["fid"], fid_delta_boot_std=float(deltas.std()),
-                          fid_delta_boot_ci95=[float(deltas.quantile(0.025)), float(deltas.quantile(0.975))])
-        results.append({"name": row.name, "family": row.family, "label": row.label, **row.describe(),
-                        "flops_per_image": gen.flops_per_image, "seconds": gen.seconds, **gen.stats, **scores})
-        r = results[-1]
-        extra = "" if row.name == "original" else (f", PSNR {r['psnr_mean']:.2f} dB, SSIM {r['ssim_mean']:.4f}, "
-                                                   f"dFID {r['fid_delta']:+.2f} ± {r['fid_delta_boot_std']:.2f}")
-        tqdm.write(f"{row.name}: {gen.flops_per_image / 1e9:.3f} GFLOPs/image, FID {r['fid']:.2f}, "
-                   f"accuracy {r['accuracy'] * 100:.1f}%{extra} ({gen.seconds:.0f} s, "
-                   f"{(time.perf_counter() - t_start) / 60:.1f} min so far)", file=sys.stderr)
-    base_flops = results[0]["flops_per_image"]
-    for r in results:
-        r["flops_ratio"] = base_flops / r["flops_per_image"]
 
-    spread_fid = [results[0]["fid"]]
-    spread_acc = [results[0]["accuracy"]]
-    for s in range(1, args.seeds):
-        gen = generate(model, rows[0], labels, args.batch, s, guidance, f"[{len(rows) + s}/{total}]")
-        scores = evaluate(gen.images, labels, None, ref_features, classifier)
-        spread_fid.append(scores["fid"])
-        spread_acc.append(scores["accuracy"])
-        tqdm.write(f"original, seed set {s}: FID {scores['fid']:.2f}, accuracy {scores['accuracy'] * 100:.1f}%",
-                   file=sys.stderr)
-    fid_t = torch.tensor(spread_fid, dtype=torch.float64)
-    spread = {"fid": spread_fid, "accuracy": spread_acc, "fid_mean": float(fid_t.mean()),
-              "fid_std": float(fid_t.std()) if len(spread_fid) > 1 else 0.0,
-              "fid_range": float(fid_t.max() - fid_t.min()), "bootstrap_reps": args.bootstrap}
-
-    wall = time.perf_counter() - t_start
     cmd = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = (f"{torch.cuda.get_device_name(device)}" if device.type == "cuda"
+               else f"{platform.machine()} CPU, {args.threads} thread{'s' if args.threads != 1 else ''}")
     meta = {"model": model_desc, "samples": args.samples, "batch": args.batch, "guidance": guidance,
-            "seeds": args.seeds, "threads": args.threads, "wall_minutes": wall / 60, "command": cmd.strip(),
-            "machine": f"{platform.machine()} CPU", "torch": torch.__version__, "python": platform.python_version(),
+            "seeds": args.seeds, "threads": args.threads, "device": str(device), "wall_minutes": 0.0,
+            "command": cmd.strip(), "machine": machine, "torch": torch.__version__,
+            "python": platform.python_version(), "bootstrap": args.bootstrap,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "noise_seed": "zoo.sample(seed=100003 * seed_set + batch_index)", "reference": "MNIST test, 10000 images"}
-    table = markdown(results, spread, meta)
+
+    records: list[dict] = []
+    references: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}  # seed set -> original's images, features, FID
+    total = len(rows) * args.seeds
+    done = 0
+    for row in rows:  # rows outermost: each is traced and rewritten once, then runs every seed set
+        is_base = row.name == "original"
+        runner = Runner(model, row, args.batch, guidance)
+        for seed_set in range(args.seeds):
+            done += 1
+            gen = runner.generate(labels, seed_set, f"[{done}/{total}]")
+            ref_images, ref_feats, ref_fid = references.get(seed_set, (None, None, math.nan))
+            scores = evaluate(gen.images, labels, None if is_base else ref_images, ref_features, classifier)
+            feats = scores.pop("_features")
+            rec = {"name": row.name, "seed_set": seed_set, "flops_per_image": runner.flops_per_image,
+                   "seconds": gen.seconds, **gen.stats, **scores}
+            if is_base:
+                references[seed_set] = (gen.images, feats, scores["fid"])
+            elif args.bootstrap > 0:
+                deltas = torch.tensor(paired.bootstrap_delta(feats, ref_feats, args.bootstrap), dtype=torch.float64)
+                rec["fid_delta_boot_std"] = float(deltas.std())
+            records.append(rec)
+            meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
+            _write(args.out, records, rows, meta, final=False)
+            extra = "" if is_base else (
+                f", dFID {scores['fid'] - ref_fid:+.2f}, "
+                f"PSNR {_pooled([scores['psnr']])[0]:.2f} dB, SSIM {_pooled([scores['ssim']])[0]:.4f}")
+            tqdm.write(f"{row.name} seed set {seed_set}: {runner.flops_per_image / 1e9:.3f} GFLOPs/image, "
+                       f"FID {scores['fid']:.2f}, accuracy {scores['accuracy'] * 100:.1f}%{extra} "
+                       f"({gen.seconds:.1f} s, {meta['wall_minutes']:.1f} min so far)", file=sys.stderr)
+
+    meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
+    table = _write(args.out, records, rows, meta, final=True)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.md").write_text(table + "\n", encoding="utf-8")
-    (args.out / "quality.json").write_text(compact_json({"meta": meta, "fid_spread": spread, "rows": results}),
-                                           encoding="utf-8")
-    plot(results, spread, args.out / "quality.png")
-    print(f"\nwrote {args.out / 'quality.md'}, quality.json, quality.png ({wall / 60:.1f} min)", file=sys.stderr)
+    print(f"\nwrote {args.out / 'quality.md'}, quality.json, quality.png ({meta['wall_minutes']:.1f} min)",
+          file=sys.stderr)
     return 0
 
 

@@ -1,10 +1,11 @@
-"""The command line rejects bad input with a clear message; the demo's PNG has one row per digit."""
+"""The command line rejects bad input with a clear message; the demo's PNG shows uncached | cached | difference grids."""
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from toca_compile.cli import main
-from toca_compile.demo import write_comparison
+from toca_compile.demo import HEADER, PANEL_GAP, SCALE, TILE_GAP, write_comparison
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -18,13 +19,24 @@ def test_demo_rejects_bad_arguments(argv, message, capsys):
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_comparison_png_is_uncached_cached_difference(tmp_path):
+def test_comparison_png_is_uncached_cached_difference_grids(tmp_path):
     uncached = torch.zeros(3, 1, 28, 28) - 1
     cached = uncached.clone()
-    cached[1, 0, 5, 5] = 1.0
-    path = write_comparison(uncached, cached, str(tmp_path / "cmp.png"))
+    cached[2, 0, 5, 5] = 1.0  # third digit: second row of a 2-column grid
+    path = write_comparison(uncached, cached, str(tmp_path / "cmp.png"), cols=2)
     image = Image.open(path)
-    assert image.size == (3 * (28 * 3 + 4), 3 * 28 * 3)
-    pixels = torch.tensor(list(image.getdata()), dtype=torch.uint8).reshape(image.height, image.width)
-    diff = pixels[:, 3 * (2 * 28 + 4):]
-    assert diff.max() == 255 and (diff > 0).sum() == 9  # one changed pixel, shown 3x3 after scaling
+    panel = 2 * 28 + TILE_GAP  # a 2 x 2 grid of digits (the fourth tile is empty)
+    assert image.size == ((3 * panel + 2 * PANEL_GAP) * SCALE, HEADER + panel * SCALE)
+    pixels = torch.from_numpy(np.asarray(image).copy())
+    body = pixels[HEADER:]
+    diff = body[:, 2 * (panel + PANEL_GAP) * SCALE:]
+    changed = (diff == 255).nonzero()
+    assert len(changed) == SCALE * SCALE  # one changed pixel, shown SCALE x SCALE
+    row, col = (changed.min(0).values // SCALE).tolist()
+    assert (row, col) == (28 + TILE_GAP + 5, 5)
+    assert (body[:, : panel * SCALE] == 255).sum() == 0  # the uncached panel has no white pixel
+
+
+def test_comparison_rejects_mismatched_batches(tmp_path):
+    with pytest.raises(ValueError, match="equal shape"):
+        write_comparison(torch.zeros(2, 1, 28, 28), torch.zeros(3, 1, 28, 28), str(tmp_path / "x.png"))

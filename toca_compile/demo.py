@@ -76,7 +76,7 @@ def run_demo(digits: int = 20, steps: int = 50, guidance: float = 3.0, seed: int
             f"{median['uncached'] / median[name]:.2f}x",
             f"{metrics.class_accuracy(images[name], labels, classifier):.3f}",
             f"{metrics.frechet_distance(feats, reference):.2f}",
-            "-" if name == "uncached" else f"{psnr.mean():.2f} dB",
+            "-" if name == "uncached" else _mean_psnr(psnr),
             "-" if name == "uncached" else f"{ssim.mean():.4f}",
         ))
     print(stats)
@@ -90,6 +90,15 @@ def run_demo(digits: int = 20, steps: int = 50, guidance: float = 3.0, seed: int
     return {"flops": flops, "times": times, "psnr": psnr, "ssim": ssim, "png": path}
 
 
+def _mean_psnr(psnr: torch.Tensor) -> str:
+    """Mean PSNR over the images that differ (identical images have infinite PSNR), and how many do not."""
+    finite = psnr[torch.isfinite(psnr)]
+    same = psnr.numel() - finite.numel()
+    if finite.numel() == 0:
+        return "identical"
+    return f"{finite.mean():.2f} dB" + (f" ({same} identical)" if same else "")
+
+
 def load_reference_features() -> torch.Tensor:
     """Classifier features of 2000 real MNIST test digits (examples/reference_features.py)."""
     from importlib import resources
@@ -100,18 +109,45 @@ def load_reference_features() -> torch.Tensor:
     return load(data)["features"].float()
 
 
-def write_comparison(uncached: torch.Tensor, cached: torch.Tensor, out: str) -> Path:
-    """One row per digit: uncached | cached | 4x amplified absolute difference, as a PNG."""
-    from PIL import Image
+SCALE = 3        # pixels per image pixel in the PNG
+TILE_GAP = 1     # between digits in a panel (image pixels)
+PANEL_GAP = 4    # between the three panels (image pixels)
+HEADER = 16      # caption strip above the panels (PNG pixels)
 
-    def tiles(x: torch.Tensor) -> torch.Tensor:  # [B, 1, 28, 28] in [-1, 1] -> [B*28, 28] in [0, 1]
-        return ((x.clamp(-1, 1) + 1) / 2).squeeze(1).reshape(-1, x.shape[-1])
 
-    diff = ((cached - uncached).abs() * 2).clamp(0, 1).squeeze(1).reshape(-1, uncached.shape[-1])
-    gap = torch.ones(tiles(uncached).shape[0], 2)
-    grid = torch.cat([tiles(uncached), gap, tiles(cached), gap, diff], dim=1)
-    image = Image.fromarray((grid * 255).round().to(torch.uint8).numpy(), mode="L")
-    image = image.resize((image.width * 3, image.height * 3), Image.NEAREST)
+def _grid(x: torch.Tensor, cols: int) -> torch.Tensor:
+    """[B, 1, H, W] in [0, 1] -> one [rows*H + gaps, cols*W + gaps] image, row-major, gaps mid-grey."""
+    b, _, h, w = x.shape
+    rows = -(-b // cols)
+    canvas = torch.full((rows * h + (rows - 1) * TILE_GAP, cols * w + (cols - 1) * TILE_GAP), 0.5)
+    for i in range(b):
+        r, c = divmod(i, cols)
+        top, left = r * (h + TILE_GAP), c * (w + TILE_GAP)
+        canvas[top : top + h, left : left + w] = x[i, 0]
+    return canvas
+
+
+def write_comparison(uncached: torch.Tensor, cached: torch.Tensor, out: str, cols: int = 5) -> Path:
+    """Three panels, each a grid of the digits (``cols`` per row): uncached | cached | absolute
+    difference amplified 4x (a 0.25 change in [0, 1] brightness is white), with a caption strip."""
+    from PIL import Image, ImageDraw
+
+    if uncached.shape != cached.shape or uncached.dim() != 4 or uncached.shape[1] != 1:
+        raise ValueError(f"expected two [B, 1, H, W] batches of equal shape, got {tuple(uncached.shape)} and "
+                         f"{tuple(cached.shape)}")
+    cols = max(1, min(cols, uncached.shape[0]))
+    u, c = (uncached.clamp(-1, 1) + 1) / 2, (cached.clamp(-1, 1) + 1) / 2
+    panels = [_grid(u, cols), _grid(c, cols), _grid(((c - u).abs() * 4).clamp(0, 1), cols)]
+    gap = torch.ones(panels[0].shape[0], PANEL_GAP)
+    grid = torch.cat([panels[0], gap, panels[1], gap, panels[2]], dim=1)
+    body = Image.fromarray((grid * 255).round().to(torch.uint8).numpy(), mode="L")
+    body = body.resize((body.width * SCALE, body.height * SCALE), Image.NEAREST)
+    image = Image.new("L", (body.width, body.height + HEADER), 255)
+    image.paste(body, (0, HEADER))
+    draw = ImageDraw.Draw(image)
+    panel_w = (panels[0].shape[1] + PANEL_GAP) * SCALE
+    for i, caption in enumerate(("uncached (torch.compile)", "cached (toca)", "|difference| x4")):
+        draw.text((i * panel_w + 2, 2), caption, fill=0)
     path = Path(out).resolve()
     image.save(path)
     return path

@@ -1,0 +1,222 @@
+"""Wall clock of whole generations: plain torch.compile against toca-compile, same process.
+
+A diffusers transformer from ``toca flops``' model list (random weights: speed does not depend
+on them) or the bundled MNIST DiT runs one generation at a time, every variant in turn after
+warm-up, so machine noise hits all of them alike; the speed-up is the ratio of medians.
+
+* ``eager``: the model as it is (no compiler), for scale.
+* ``compiled``: ``torch.compile(model)`` with Inductor, the baseline we must beat.
+* ``toca``: ``torch.compile(model, backend=ToCa(config).backend)``; the preset written for the
+  model (``--preset``), Inductor for every variant.
+
+The sampler is a fixed-step update ``x += (t_next - t) / 1000 * out`` (its cost is negligible
+next to the model's); each generation starts from the same latents. FLOPs per generation are
+counted on the meta device with :class:`toca_compile.flops.GenerationCounter` (same model and
+schedule). ``--layers`` keeps the first N blocks of each block list, which bounds compile time on
+big models; the table says when it was used.
+
+    python benchmarks/speed.py --model mnist --batch 20                  # the bundled DiT, CPU
+    python benchmarks/speed.py --model dit-xl-2 --device cuda --batch 16 --dtype bfloat16
+    python benchmarks/speed.py --model dit-xl-2 --layers 4 --batch 4 --steps 10 --rounds 1  # smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from toca_compile import ToCa, ToCaConfig
+from toca_compile.flops import GenerationCounter
+from toca_compile.flops_cli import MODELS
+from toca_compile.runtime import ToCaWarning
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def keep_blocks(model: torch.nn.Module, layers: int | None) -> torch.nn.Module:
+    """Keep the first ``layers`` blocks of every ModuleList named ``*blocks`` (None: all)."""
+    if layers is None:
+        return model
+    for name, child in list(model.named_children()):
+        if name.endswith("blocks") and isinstance(child, torch.nn.ModuleList):
+            setattr(model, name, child[:layers])
+    return model
+
+
+def build(name: str, layers: int | None):
+    """(model factory, inputs for a model batch, description)."""
+    if name == "mnist":
+        from diffusers import DiTTransformer2DModel  # noqa: PLC0415
+
+        from toca_compile import zoo  # noqa: PLC0415
+
+        def factory() -> torch.nn.Module:
+            return keep_blocks(DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG), layers)
+
+        def inputs(batch: int) -> tuple[tuple, dict]:
+            return (torch.empty(batch, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE),), dict(
+                timestep=torch.empty(batch, dtype=torch.long), class_labels=torch.empty(batch, dtype=torch.long))
+
+        return factory, inputs, "bundled MNIST DiT config (49 tokens)"
+    spec = MODELS[name]
+    return (lambda: keep_blocks(spec.build(), layers)), spec.inputs, spec.description
+
+
+def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Generator):
+    """Random stand-ins for the input templates: floats ~ N(0, 1), integers (labels) in [0, 10)."""
+    if isinstance(tree, torch.Tensor):
+        if tree.is_floating_point():
+            return torch.randn(tree.shape, generator=gen).to(device, dtype)
+        return torch.randint(0, 10, tree.shape, generator=gen).to(device)
+    if isinstance(tree, dict):
+        return {k: materialize(v, device, dtype, gen) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(materialize(v, device, dtype, gen) for v in tree)
+    return tree
+
+
+def generation(fn, args: tuple, kwargs: dict, steps: int, reset=None) -> torch.Tensor:
+    """One generation: ``steps`` calls with decreasing timesteps, the first input as the latent."""
+    x = args[0].clone()
+    ts = torch.linspace(999, 0, steps + 1).round().long()
+    for i in range(steps):
+        t = torch.full_like(kwargs["timestep"], int(ts[i])) if "timestep" in kwargs else None
+        kw = dict(kwargs, timestep=t) if t is not None else kwargs
+        out = fn(x, *args[1:], **kw, return_dict=False)[0]
+        out = out[:, : x.shape[1]] if out.shape[1] != x.shape[1] else out  # learned-sigma halves
+        x = x + (ts[i + 1] - ts[i]).item() / 1000.0 * out.to(x.dtype)
+    if reset is not None:
+        reset()
+    return x
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mnist", choices=["mnist", *sorted(MODELS)])
+    parser.add_argument("--layers", type=int, default=None, help="keep the first N blocks (compile time)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="model batch per call (CFG counts twice; default: the model's default)")
+    parser.add_argument("--preset", default=None, help="toca preset (default: the model's own, else ToCa defaults)")
+    parser.add_argument("--steps", type=int, default=None, help="calls per generation (default: the preset's)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed generations per variant, interleaved")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--variants", default="eager,compiled,toca")
+    parser.add_argument("--toca-compiler", default="inductor", choices=["inductor", "eager"],
+                        help="executor of toca's variants (eager: a quick smoke test, not a timing)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.layers is not None and args.layers < 1:
+        parser.error("--layers must be >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or set(variants) - {"eager", "compiled", "toca"}:
+        parser.error("--variants: a comma-separated subset of eager, compiled, toca")
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore", ToCaWarning)
+
+    factory, template, desc = build(args.model, args.layers)
+    preset = args.preset or (MODELS[args.model].preset if args.model in MODELS else None)
+    config = ToCaConfig(preset=preset, compiler=args.toca_compiler) if preset else ToCaConfig(
+        compiler=args.toca_compiler)
+    if preset and args.steps:  # the preset re-timed to fewer or more steps
+        from toca_compile.presets import get_preset  # noqa: PLC0415
+
+        schedule = get_preset(preset, num_steps=args.steps)
+    else:
+        schedule = config.schedule()
+    steps = args.steps or getattr(schedule, "num_steps", None) or 50
+    batch = args.batch or (MODELS[args.model].batch if args.model in MODELS else 2)
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = factory().to(dtype).eval().requires_grad_(False)
+    n_blocks = sum(len(c) for n, c in model.named_children() if n.endswith("blocks"))
+    gen = torch.Generator().manual_seed(0)
+    call_args, call_kwargs = template(batch)
+    call_args = materialize(call_args, device, dtype, gen)
+    call_kwargs = materialize(call_kwargs, device, dtype, gen)
+
+    fns, resets = {}, {}
+    if "eager" in variants:
+        fns["eager"] = model
+    if "compiled" in variants:
+        fns["compiled"] = torch.compile(model, fullgraph=False, dynamic=False)
+    toca = None
+    if "toca" in variants:
+        toca = ToCa(config, schedule=schedule)
+        fns["toca"] = torch.compile(model, backend=toca.backend, fullgraph=False, dynamic=False)
+        resets["toca"] = toca.reset
+
+    print(f"{desc}{f', first {args.layers} blocks of each list' if args.layers else ''} ({n_blocks} blocks); "
+          f"batch {batch}, {steps} steps, {args.dtype} on {device}; toca: {preset or config}", flush=True)
+    outputs, compile_s = {}, {}
+    with torch.no_grad():
+        for name, fn in fns.items():  # warm-up: compiles every graph and variant
+            start = time.perf_counter()
+            outputs[name] = generation(fn, call_args, call_kwargs, steps, resets.get(name))
+            sync(device)
+            compile_s[name] = time.perf_counter() - start
+            print(f"warm-up {name}: {compile_s[name]:.1f} s", flush=True)
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for r in range(args.rounds):
+            for name, fn in fns.items():
+                sync(device)
+                start = time.perf_counter()
+                generation(fn, call_args, call_kwargs, steps, resets.get(name))
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1] * 1e3:.1f} ms" for n, t in times.items()),
+                  flush=True)
+
+    counter = GenerationCounter(factory, template(batch))
+    report = counter.report(config, steps, schedule=schedule if preset and args.steps else None)
+    median = {n: statistics.median(t) for n, t in times.items()}
+    base = "compiled" if "compiled" in median else next(iter(median))
+    ref = outputs.get("compiled", outputs.get("eager"))
+    lines = ["| variant | ms / generation (median) | speed-up vs " + base + " | TFLOPs / generation | rel. L2 vs "
+             + ("compiled" if "compiled" in outputs else "eager") + " |", "|---|---|---|---|---|"]
+    for name in fns:
+        flops = report.cached if name == "toca" else report.uncached
+        err = (outputs[name].float() - ref.float()).norm() / ref.float().norm() if ref is not None else float("nan")
+        lines.append(f"| {name} | {median[name] * 1e3:.1f} | {median[base] / median[name]:.2f}× | "
+                     f"{flops / 1e12:.3f} | {err:.2e} |")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, " \
+        f"{torch.get_num_threads()} threads"
+    table = "\n".join(lines)
+    print(table)
+    print(f"FLOPs ratio {report.uncached / report.cached:.2f}×; {args.rounds} interleaved rounds after warm-up; "
+          f"{where}; torch {torch.__version__}; toca stats: {toca.stats().full_steps if toca else '-'} full / "
+          f"{toca.stats().partial_steps if toca else '-'} partial steps")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "model": desc, "layers": args.layers, "blocks": n_blocks, "batch": batch, "steps": steps,
+            "dtype": args.dtype, "device": where, "torch": torch.__version__, "preset": preset,
+            "times_s": times, "median_s": median, "warmup_s": compile_s,
+            "tflops": {"uncached": report.uncached / 1e12, "toca": report.cached / 1e12},
+            "table": table, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

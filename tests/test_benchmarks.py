@@ -1,0 +1,109 @@
+"""The benchmark scripts: seed sets pool exactly, partial runs merge only when their references
+agree, and both scripts run end to end on the small model (with the quick eager executor)."""
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("TOCA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+quality = _load("quality")
+speed = _load("speed")
+
+values = st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(values, min_size=1, max_size=4))
+def test_pooled_moments_equal_the_statistics_of_all_values(parts):
+    pooled_mean, pooled_std = quality._pooled([quality._moments(torch.tensor(p, dtype=torch.float64)) for p in parts])
+    everything = torch.tensor([v for p in parts for v in p], dtype=torch.float64)
+    assert pooled_mean == pytest.approx(float(everything.mean()), abs=1e-9)
+    expected_std = float(everything.std()) if everything.numel() > 1 else 0.0
+    assert pooled_std == pytest.approx(expected_std, rel=1e-6, abs=1e-6)
+
+
+def _record(name: str, seed_set: int, fid: float) -> dict:
+    moments = quality._moments(torch.tensor([30.0, 32.0]))
+    rec = {"name": name, "seed_set": seed_set, "fid": fid, "accuracy": 0.9, "seconds": 1.0,
+           "flops_per_image": 2e9 if name == "original" else 1e9}
+    if name != "original":
+        rec.update(psnr=moments, ssim=quality._moments(torch.tensor([0.9, 0.95])), psnr_identical=0,
+                   fid_delta_boot_std=0.1)
+    return rec
+
+
+def _run(records: list[dict], command: str) -> dict:
+    meta = {"samples": 10, "guidance": 3.0, "model": "m", "device": "cpu", "command": command, "wall_minutes": 1.0}
+    return {"meta": meta, "records": records}
+
+
+def test_runs_merge_when_their_originals_agree():
+    first = _run([_record("original", s, 50.0 + s) for s in range(2)] + [_record("fora-N2", 0, 51.0)], "a")
+    second = _run([_record("original", s, 50.0 + s) for s in range(2)] + [_record("fora-N2", 1, 53.0)], "b")
+    records, meta = quality.merge_runs([first, second])
+    assert sorted((r["name"], r["seed_set"]) for r in records) == [
+        ("fora-N2", 0), ("fora-N2", 1), ("original", 0), ("original", 1)]
+    assert meta["command"] == "a && b" and meta["wall_minutes"] == 2.0
+    rows, spread = quality.summarize(records, [r for r in quality.ROWS if r.name in ("original", "fora-N2")])
+    fora = rows[1]
+    assert fora["fid_delta_per_seed"] == [1.0, 2.0] and fora["fid_delta"] == 1.5
+    assert spread["fid_range"] == 1.0 and fora["flops_ratio"] == 2.0
+
+
+def test_runs_with_different_originals_do_not_merge():
+    first = _run([_record("original", 0, 50.0)], "a")
+    second = _run([_record("original", 0, 50.5)], "b")
+    with pytest.raises(SystemExit, match="differs between runs"):
+        quality.merge_runs([first, second])
+
+
+def test_speed_script_times_every_variant_and_counts_flops(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    speed.main(["--model", "mnist", "--layers", "2", "--batch", "4", "--steps", "6", "--rounds", "2",
+                "--variants", "eager,toca", "--toca-compiler", "eager", "--threads", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert set(result["median_s"]) == {"eager", "toca"} and all(len(t) == 2 for t in result["times_s"].values())
+    assert result["blocks"] == 2 and result["tflops"]["toca"] < result["tflops"]["uncached"]
+    assert "| toca |" in capsys.readouterr().out
+
+
+def test_keep_blocks_truncates_every_block_list():
+    from diffusers import DiTTransformer2DModel
+
+    from toca_compile import zoo
+
+    model = speed.keep_blocks(DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG), 3)
+    assert len(model.transformer_blocks) == 3
+
+
+@pytest.mark.skipif(not (DATA / "SHA256SUMS").is_file(), reason=f"MNIST not found in {DATA}")
+def test_quality_script_runs_and_rebuilds_from_its_json(tmp_path):
+    out = tmp_path / "q"
+    quality.main(["--rows", "original,fora-N2", "--samples", "10", "--batch", "10", "--seeds", "2",
+                  "--threads", "1", "--data", str(DATA), "--out", str(out)])
+    saved = json.loads((out / "quality.json").read_text())
+    assert len(saved["records"]) == 4  # 2 rows x 2 seed sets
+    fora = next(r for r in saved["rows"] if r["name"] == "fora-N2")
+    assert fora["flops_ratio"] > 1.5 and math.isfinite(fora["psnr_mean"])
+    table = (out / "quality.md").read_text()
+    rebuilt = tmp_path / "r"
+    quality.main(["--from-json", str(out / "quality.json"), "--out", str(rebuilt)])
+    assert (rebuilt / "quality.md").read_text() == table and (rebuilt / "quality.png").is_file()
