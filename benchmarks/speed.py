@@ -12,8 +12,8 @@ warm-up, so machine noise hits all of them alike; the speed-up is the ratio of m
 The sampler is a fixed-step update ``x += (t_next - t) / 1000 * out`` (its cost is negligible
 next to the model's); each generation starts from the same latents. FLOPs per generation are
 counted on the meta device with :class:`toca_compile.flops.GenerationCounter` (same model and
-schedule). ``--layers`` keeps the first N blocks of each block list, which bounds compile time on
-big models; the table says when it was used.
+schedule). ``--layers N`` builds the model from its config with at most N blocks in each block list
+(``num_layers``, ``num_single_layers``, ...), which bounds compile time on big models.
 
     python benchmarks/speed.py --model mnist --batch 20                  # the bundled DiT, CPU
     python benchmarks/speed.py --model dit-xl-2 --device cuda --batch 16 --dtype bfloat16
@@ -41,25 +41,24 @@ from toca_compile.runtime import ToCaWarning
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def keep_blocks(model: torch.nn.Module, layers: int | None) -> torch.nn.Module:
-    """Keep the first ``layers`` blocks of every ModuleList named ``*blocks`` (None: all)."""
+def fewer_layers(config: dict, layers: int | None) -> dict:
+    """The config with every ``*layers*`` count capped at ``layers`` (None: unchanged)."""
     if layers is None:
-        return model
-    for name, child in list(model.named_children()):
-        if name.endswith("blocks") and isinstance(child, torch.nn.ModuleList):
-            setattr(model, name, child[:layers])
-    return model
+        return dict(config)
+    return {k: (min(v, layers) if "layers" in k and isinstance(v, int) and not isinstance(v, bool) else v)
+            for k, v in config.items()}
 
 
 def build(name: str, layers: int | None):
-    """(model factory, inputs for a model batch, description)."""
+    """(model factory, inputs for a model batch, description). With ``layers`` the model is built
+    from its config with fewer blocks (never at full size first: FLUX would need 48 GB)."""
     if name == "mnist":
         from diffusers import DiTTransformer2DModel  # noqa: PLC0415
 
         from toca_compile import zoo  # noqa: PLC0415
 
         def factory() -> torch.nn.Module:
-            return keep_blocks(DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG), layers)
+            return DiTTransformer2DModel(**fewer_layers(zoo.MNIST_DIT_CONFIG, layers))
 
         def inputs(batch: int) -> tuple[tuple, dict]:
             return (torch.empty(batch, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE),), dict(
@@ -67,30 +66,48 @@ def build(name: str, layers: int | None):
 
         return factory, inputs, "bundled MNIST DiT config (49 tokens)"
     spec = MODELS[name]
-    return (lambda: keep_blocks(spec.build(), layers)), spec.inputs, spec.description
+
+    def factory() -> torch.nn.Module:
+        if layers is None:
+            return spec.build()
+        with torch.device("meta"):  # read the published config without allocating weights
+            probe = spec.build()
+        return type(probe).from_config(fewer_layers(dict(probe.config), layers))
+
+    return factory, spec.inputs, spec.description
 
 
-def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Generator):
-    """Random stand-ins for the input templates: floats ~ N(0, 1), integers (labels) in [0, 10)."""
+def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Generator, key: str = ""):
+    """Random stand-ins for the input templates: floats ~ N(0, 1), masks all ones, other integers
+    (labels) in [0, 10)."""
     if isinstance(tree, torch.Tensor):
+        if "mask" in key:
+            return torch.ones(tree.shape, dtype=tree.dtype, device=device)
         if tree.is_floating_point():
             return torch.randn(tree.shape, generator=gen).to(device, dtype)
         return torch.randint(0, 10, tree.shape, generator=gen).to(device)
     if isinstance(tree, dict):
-        return {k: materialize(v, device, dtype, gen) for k, v in tree.items()}
+        return {k: materialize(v, device, dtype, gen, k) for k, v in tree.items()}
     if isinstance(tree, (tuple, list)):
-        return type(tree)(materialize(v, device, dtype, gen) for v in tree)
+        return type(tree)(materialize(v, device, dtype, gen, key) for v in tree)
     return tree
 
 
 def generation(fn, args: tuple, kwargs: dict, steps: int, reset=None) -> torch.Tensor:
-    """One generation: ``steps`` calls with decreasing timesteps, the first input as the latent."""
-    x = args[0].clone()
+    """One generation: ``steps`` calls with decreasing timesteps; the latent is the first
+    positional input, else ``hidden_states``."""
+    positional = bool(args)
+    x = (args[0] if positional else kwargs["hidden_states"]).clone()
     ts = torch.linspace(999, 0, steps + 1).round().long()
     for i in range(steps):
-        t = torch.full_like(kwargs["timestep"], int(ts[i])) if "timestep" in kwargs else None
-        kw = dict(kwargs, timestep=t) if t is not None else kwargs
-        out = fn(x, *args[1:], **kw, return_dict=False)[0]
+        kw = dict(kwargs, return_dict=False)
+        if "timestep" in kw:
+            kw["timestep"] = torch.full_like(kwargs["timestep"], int(ts[i]))
+        if positional:
+            out = fn(x, *args[1:], **kw)[0]
+        else:
+            kw["hidden_states"] = x
+            out = fn(**kw)[0]
         out = out[:, : x.shape[1]] if out.shape[1] != x.shape[1] else out  # learned-sigma halves
         x = x + (ts[i + 1] - ts[i]).item() / 1000.0 * out.to(x.dtype)
     if reset is not None:
@@ -106,7 +123,7 @@ def sync(device: torch.device) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mnist", choices=["mnist", *sorted(MODELS)])
-    parser.add_argument("--layers", type=int, default=None, help="keep the first N blocks (compile time)")
+    parser.add_argument("--layers", type=int, default=None, help="at most N blocks per block list (compile time)")
     parser.add_argument("--batch", type=int, default=None,
                         help="model batch per call (CFG counts twice; default: the model's default)")
     parser.add_argument("--preset", default=None, help="toca preset (default: the model's own, else ToCa defaults)")
@@ -148,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     with torch.device(device):
         model = factory().to(dtype).eval().requires_grad_(False)
-    n_blocks = sum(len(c) for n, c in model.named_children() if n.endswith("blocks"))
+    n_blocks = sum(len(c) for n, c in model.named_children() if isinstance(c, torch.nn.ModuleList)
+                   and n.endswith("blocks"))
     gen = torch.Generator().manual_seed(0)
     call_args, call_kwargs = template(batch)
     call_args = materialize(call_args, device, dtype, gen)
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         fns["toca"] = torch.compile(model, backend=toca.backend, fullgraph=False, dynamic=False)
         resets["toca"] = toca.reset
 
-    print(f"{desc}{f', first {args.layers} blocks of each list' if args.layers else ''} ({n_blocks} blocks); "
+    print(f"{desc}{f', at most {args.layers} blocks per list' if args.layers else ''} ({n_blocks} blocks); "
           f"batch {batch}, {steps} steps, {args.dtype} on {device}; toca: {preset or config}", flush=True)
     outputs, compile_s = {}, {}
     with torch.no_grad():

@@ -85,13 +85,13 @@ def test_speed_script_times_every_variant_and_counts_flops(tmp_path, capsys):
     assert "| toca |" in capsys.readouterr().out
 
 
-def test_keep_blocks_truncates_every_block_list():
-    from diffusers import DiTTransformer2DModel
-
-    from toca_compile import zoo
-
-    model = speed.keep_blocks(DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG), 3)
-    assert len(model.transformer_blocks) == 3
+@pytest.mark.parametrize("name, lists", [("mnist", ["transformer_blocks"]),
+                                         ("flux-dev", ["transformer_blocks", "single_transformer_blocks"])])
+def test_layers_caps_every_block_list_without_building_the_full_model(name, lists):
+    factory, _, _ = speed.build(name, 2)
+    with torch.device("meta"):
+        model = factory()
+    assert [len(getattr(model, attr)) for attr in lists] == [2] * len(lists)
 
 
 @pytest.mark.skipif(not (DATA / "SHA256SUMS").is_file(), reason=f"MNIST not found in {DATA}")
