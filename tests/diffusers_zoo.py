@@ -358,6 +358,14 @@ _register(
 )
 
 
+def _grid_ids(h: int, w: int, n_axes: int = 3, h_axis: int = 1) -> torch.Tensor:
+    """FLUX-style position ids [h*w, n_axes]: zeros except (row, col) on axes h_axis, h_axis+1."""
+    ids = torch.zeros(h, w, n_axes)
+    ids[..., h_axis] = torch.arange(h)[:, None]
+    ids[..., h_axis + 1] = torch.arange(w)[None, :]
+    return ids.reshape(h * w, n_axes)
+
+
 def _flux():
     from diffusers import FluxTransformer2DModel
 
@@ -377,14 +385,11 @@ def _flux():
     g = _gen()
     h = w = 8  # packed latents: (16x16 latent, 2x2 patches) -> 64 tokens of 4*4 channels
     x = _randn(B, h * w, 16, g=g)
-    img_ids = torch.zeros(h, w, 3)
-    img_ids[..., 1] = torch.arange(h)[:, None]
-    img_ids[..., 2] = torch.arange(w)[None, :]
     kwargs = dict(
         encoder_hidden_states=_randn(B, 8, 24, g=g),
         pooled_projections=_randn(B, 16, g=g),
         timestep=_t("flow1"),
-        img_ids=img_ids.reshape(h * w, 3),
+        img_ids=_grid_ids(h, w),
         txt_ids=torch.zeros(8, 3),
         guidance=torch.full((B,), 3.5),
         return_dict=False,
@@ -1240,14 +1245,6 @@ _register(
         ),
     )
 )
-
-
-def _grid_ids(h: int, w: int, n_axes: int = 3, h_axis: int = 1) -> torch.Tensor:
-    """FLUX-style position ids [h*w, n_axes]: zeros except (row, col) on axes h_axis, h_axis+1."""
-    ids = torch.zeros(h, w, n_axes)
-    ids[..., h_axis] = torch.arange(h)[:, None]
-    ids[..., h_axis + 1] = torch.arange(w)[None, :]
-    return ids.reshape(h * w, n_axes)
 
 
 def _qwen_image():
