@@ -25,7 +25,7 @@ outputs agree with the eager executor's to ~1e-5). ``quality.json`` is rewritten
 table and plot from one or more such files (runs of the same settings merge).
 
     python benchmarks/quality.py --device cuda --samples 10000 --batch 5000 --seeds 3   # the README's table
-    python benchmarks/quality.py --samples 500 --seeds 3        # CPU, about an hour on 2 threads; noisier
+    python benchmarks/quality.py --samples 500 --seeds 3        # CPU: much slower, and too noisy to rank
     python benchmarks/quality.py --rows original,toca-N3-r0.3 --samples 20 --batch 10 --seeds 1   # smoke test
 
 Needs torchmetrics, scipy and matplotlib (and the demo dependencies: diffusers, safetensors, tqdm).
@@ -117,7 +117,6 @@ def count_cpu_attention() -> None:
 @dataclass
 class Generation:
     images: torch.Tensor
-    flops_per_image: Optional[float]
     seconds: float
     stats: dict = field(default_factory=dict)
 
@@ -184,7 +183,7 @@ class Runner:
             stats = self.toca.stats()
             info = {"fallbacks": list(self.toca.fallbacks), "full_steps": stats.full_steps,
                     "partial_steps": stats.partial_steps}
-        return Generation(torch.cat(images), self.flops_per_image, seconds, info)
+        return Generation(torch.cat(images), seconds, info)
 
 
 def _uncached_flops_per_image(model, labels: torch.Tensor, guidance: float) -> float:
@@ -297,6 +296,8 @@ def summarize(records: list[dict], rows: list[Row]) -> tuple[list[dict], dict]:
                 fid_delta_seed_std=float(deltas.std()) if len(paired) > 1 else 0.0,
                 fid_delta_boot_std=float(sum(recs[k].get("fid_delta_boot_std", math.nan) for k in paired)
                                          / max(len(paired), 1)))
+            # the uncertainty shown for ΔFID: its spread over seed sets, or the bootstrap with one seed set
+            r["fid_delta_err"] = r["fid_delta_seed_std"] if len(paired) > 1 else r["fid_delta_boot_std"]
             r["psnr_mean"], r["psnr_std"] = _pooled([recs[k]["psnr"] for k in seeds])
             r["ssim_mean"], r["ssim_std"] = _pooled([recs[k]["ssim"] for k in seeds])
             r["psnr_identical"] = sum(recs[k]["psnr_identical"] for k in seeds)
@@ -339,9 +340,8 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
         delta_s = "—"
         if not is_base:
             delta = r["fid_delta"]
-            sd = r["fid_delta_seed_std"] if len(r["fid_delta_per_seed"]) > 1 else r["fid_delta_boot_std"]
             mark = "*" if abs(delta) > yard else ""
-            delta_s = f"{delta:+.2f} ± {sd:.2f}{' ' + mark if mark else ''}"
+            delta_s = f"{delta:+.2f} ± {r['fid_delta_err']:.2f}{' ' + mark if mark else ''}"
         lines.append(
             f"| {r['label']} | {r['steps']} | {r['flops_per_image'] / 1e9:.3f} | {r['flops_ratio']:.2f}× | {psnr} | "
             f"{ssim} | {fid} | {delta_s} | {r['accuracy'] * 100:.1f}% |")
@@ -394,8 +394,8 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
             ax.scatter(r["flops_ratio"], r[key], marker=marker, color=color, s=70 if marker != "*" else 160,
                        label=label, zorder=3)
             if key == "fid" and "fid_delta" in r:  # uncertainty of the paired difference
-                err = r["fid_delta_seed_std"] if len(r["fid_delta_per_seed"]) > 1 else r["fid_delta_boot_std"]
-                ax.errorbar(r["flops_ratio"], r[key], yerr=err, color=color, lw=1, capsize=2, zorder=2)
+                ax.errorbar(r["flops_ratio"], r[key], yerr=r["fid_delta_err"], color=color, lw=1, capsize=2,
+                            zorder=2)
             short = r["label"].replace("TaylorSeer ", "TS ").replace("original, 50 steps", "original")
             ax.annotate(short, (r["flops_ratio"], r[key]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if key == "fid":

@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     factory, template, desc = build(args.model, args.layers)
     preset = args.preset or (MODELS[args.model].preset if args.model in MODELS else None)
-    config = ToCaConfig(preset=preset, compiler=args.toca_compiler) if preset else ToCaConfig(
-        compiler=args.toca_compiler)
+    config = ToCaConfig(preset=preset, compiler=args.toca_compiler)
     if preset and args.steps:  # the preset re-timed to fewer or more steps
         from toca_compile.presets import get_preset  # noqa: PLC0415
 
@@ -205,24 +204,26 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
 
     counter = GenerationCounter(factory, template(batch))
-    report = counter.report(config, steps, schedule=schedule if preset and args.steps else None)
+    report = counter.report(config, steps, schedule=schedule)
     median = {n: statistics.median(t) for n, t in times.items()}
     base = "compiled" if "compiled" in median else next(iter(median))
-    ref = outputs.get("compiled", outputs.get("eager"))
-    lines = ["| variant | ms / generation (median) | speed-up vs " + base + " | TFLOPs / generation | rel. L2 vs "
-             + ("compiled" if "compiled" in outputs else "eager") + " |", "|---|---|---|---|---|"]
+    ref_name = next((n for n in ("compiled", "eager") if n in outputs), None)  # the uncached output to compare
+    ref = outputs[ref_name].float() if ref_name else None
+    lines = [f"| variant | ms / generation (median) | speed-up vs {base} | TFLOPs / generation | "
+             f"rel. L2 vs {ref_name or '-'} |", "|---|---|---|---|---|"]
     for name in fns:
         flops = report.cached if name == "toca" else report.uncached
-        err = (outputs[name].float() - ref.float()).norm() / ref.float().norm() if ref is not None else float("nan")
+        err = (outputs[name].float() - ref).norm() / ref.norm() if ref is not None else float("nan")
         lines.append(f"| {name} | {median[name] * 1e3:.1f} | {median[base] / median[name]:.2f}× | "
                      f"{flops / 1e12:.3f} | {err:.2e} |")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, " \
         f"{torch.get_num_threads()} threads"
     table = "\n".join(lines)
     print(table)
+    stats = toca.stats() if toca else None
     print(f"FLOPs ratio {report.uncached / report.cached:.2f}×; {args.rounds} interleaved rounds after warm-up; "
-          f"{where}; torch {torch.__version__}; toca stats: {toca.stats().full_steps if toca else '-'} full / "
-          f"{toca.stats().partial_steps if toca else '-'} partial steps")
+          f"{where}; torch {torch.__version__}; toca stats: {stats.full_steps if stats else '-'} full / "
+          f"{stats.partial_steps if stats else '-'} partial steps")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
