@@ -60,6 +60,7 @@ Norm = Literal["layer", "rms"]
 Attention = Literal["sdpa", "manual"]
 
 MIXING = ("attn", "joint_attn")
+GRAPH_BREAKS = ("none", "inside", "between")
 _FREQ_DIM = 16
 
 
@@ -86,6 +87,8 @@ class ArchSpec:
     tokens: int = 8
     text_tokens: int = 4
     explicit_shapes: bool = False  # reshape with sizes read from x.shape instead of -1
+    graph_break: str = "none"      # "inside" every block (Dynamo reuses one graph for all blocks),
+                                   # "between" blocks, or "none"
 
     def __post_init__(self) -> None:
         checks = {
@@ -100,6 +103,7 @@ class ArchSpec:
             "known mlp": self.mlp in ("gelu", "gelu_tanh", "silu", "swiglu"),
             "known norm": self.norm in ("layer", "rms"),
             "known attention": self.attention in ("sdpa", "manual"),
+            "known graph_break": self.graph_break in GRAPH_BREAKS,
         }
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
@@ -145,6 +149,7 @@ def arch_specs(draw, **fixed) -> ArchSpec:
         tokens=pick("tokens", st.integers(4, 24)),
         text_tokens=pick("text_tokens", st.integers(2, 6)),
         explicit_shapes=pick("explicit_shapes", st.booleans()),
+        graph_break=pick("graph_break", st.just("none")),
     )
 
 
@@ -198,6 +203,12 @@ def make_norm(spec: ArchSpec, affine: bool) -> nn.Module:
     if spec.norm == "rms":
         return RMSNorm(spec.width, affine=affine)
     return nn.LayerNorm(spec.width, eps=1e-6, elementwise_affine=affine)
+
+
+def maybe_break(spec: ArchSpec, where: str) -> None:
+    """A Dynamo graph break at ``where`` when the spec asks for one (a no-op when run eagerly)."""
+    if spec.graph_break == where:
+        torch._dynamo.graph_break()
 
 
 def modulate(h: Tensor, shift: Optional[Tensor], scale: Optional[Tensor]) -> Tensor:
@@ -331,6 +342,7 @@ class DiTBlock(nn.Module):
     def forward(self, x: Tensor, c: Tensor, text: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         mod = self.modulation(c)
         x = residual(x, self.gate_attn(mod), self.attn_branch(x, mod))
+        maybe_break(self.spec, "inside")
         if self.spec.cross_attn:
             x = x + self.cross_branch(x, text)
         x = residual(x, self.gate_mlp(mod), self.mlp_branch(x, mod))
@@ -401,6 +413,7 @@ class JointBlock(nn.Module):
     def forward(self, x: Tensor, c: Tensor, text: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         # Written so that branch outputs and residual joins come in the same order:
         # attn(img), attn(txt), mlp(img), mlp(txt).
+        maybe_break(self.spec, "inside")  # at the start: a break later would split the text residual
         mod = self.modulation(c)
         p_img, p_txt = self.joint_attn_branch(x, text, mod)
         x = residual(x, self.gate_attn(mod), p_img)
@@ -454,6 +467,7 @@ class ParallelBlock(nn.Module):
         return mod[2]
 
     def forward(self, x: Tensor, c: Tensor, text: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        maybe_break(self.spec, "inside")
         mod = self.modulation(c)
         return residual(x, self.gate_parallel(mod), self.parallel_branch(x, mod)), text
 
@@ -516,7 +530,9 @@ class TinyDiT(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, text: Optional[Tensor] = None) -> Tensor:
         x, c, text = self.embed(x, t, text)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if i:
+                maybe_break(self.spec, "between")
             x, text = block(x, c, text)
         return self.final(x, c)
 
@@ -636,8 +652,17 @@ class ReferenceToCa:
         self.last_t = now
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, t: Tensor, text: Optional[Tensor] = None) -> Tensor:
-        self._advance(t)
+    def __call__(self, x: Tensor, t: Tensor, text: Optional[Tensor] = None, *, step: Optional[int] = None,
+                 branch: int = 0, new_generation: bool = False) -> Tensor:
+        """One call. Without ``step`` the call is placed from ``t`` (see the class docstring);
+        with it, the caller says where it stands: ``step``, ``branch`` and, with
+        ``new_generation``, that a new generation starts here (state cleared)."""
+        if step is None:
+            self._advance(t)
+        else:
+            if new_generation:
+                self._new_generation()
+            self.step, self.branch = step, branch
         while len(self.state) <= self.branch:
             self.state.append({})
             self.streams.append(None)

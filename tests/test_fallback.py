@@ -28,7 +28,10 @@ def test_plain_mlp_falls_back_with_one_warning(compiler):
     assert "no residual attention or MLP branch" in str(ours[0].message)
     torch.testing.assert_close(out1, model(x))
     torch.testing.assert_close(out2, model(x))
-    assert toca.graphs == [] and len(toca.fallbacks) == 1
+    assert len(toca.graphs) == 1 and len(toca.fallbacks) == 1
+    stats = toca.stats()
+    assert stats.calls == 0 and stats.uncached_calls == 2
+    assert list(stats.uncached) == ["no residual attention or MLP branch was found in this graph"]
 
 
 def test_cnn_falls_back():

@@ -3,8 +3,10 @@ torch.compile backend that works on any traced transformer."""
 from .backend import ToCa, default_toca, toca_backend
 from .config import ToCaConfig
 from .inspect import inspect
+from .pipelines import applied, apply, is_applied, remove, summary
 from .runtime import ToCaWarning
-from .stats import Stats
+from .stats import Stats, Summary
 
-__all__ = ["ToCa", "ToCaConfig", "ToCaWarning", "Stats", "default_toca", "inspect", "toca_backend"]
+__all__ = ["ToCa", "ToCaConfig", "ToCaWarning", "Stats", "Summary", "applied", "apply", "default_toca", "inspect",
+           "is_applied", "remove", "summary", "toca_backend"]
 __version__ = "0.1.0"

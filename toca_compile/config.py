@@ -1,6 +1,7 @@
 """User-facing configuration, validated at construction so mistakes surface early."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -48,6 +49,10 @@ class ToCaConfig:
         steps: ratio 0), ``"duca"`` (partial steps alternate ToCa and aggressive steps that
         run no block), ``"taylorseer"`` (forecast branch outputs from finite differences).
     taylor_order: order of the TaylorSeer forecast, 1 or 2 (memory grows as order + 1).
+    max_shapes: input shapes per compiled code whose caches and variants stay alive; the least
+        recently used shape beyond it is freed (and re-specialised if it comes back).
+    max_branches: calls per step that get caches of their own (CFG branches; a graph reused
+        with the same weights). Calls beyond it compute everything, with a warning.
     """
 
     interval: int = 3
@@ -64,12 +69,14 @@ class ToCaConfig:
     preset: str | None = None
     mode: Mode = "toca"
     taylor_order: int = 1
+    max_shapes: int = 8
+    max_branches: int = 4
 
     def __post_init__(self) -> None:
         _check_int("interval", self.interval, low=1)
         _check_float("ratio", self.ratio, low=0.0, high=1.0)
         _check_float("staleness_weight", self.staleness_weight, low=0.0, high=None)
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=2**63 - 1)
         _check_choice("score", self.score, _SCORES)
         _check_int("score_queries", self.score_queries, low=1)
         _check_float("entropy_weight", self.entropy_weight, low=0.0, high=None)
@@ -81,11 +88,14 @@ class ToCaConfig:
         if self.preset is not None:
             from .presets import PRESETS  # noqa: PLC0415  (presets -> schedule -> regions)
 
-            if self.preset not in PRESETS:
+            if not isinstance(self.preset, str) or self.preset not in PRESETS:
                 raise ValueError(f"ToCaConfig.preset must be None or one of {sorted(PRESETS)}, got {self.preset!r}")
         _check_choice("mode", self.mode, _MODES)
-        if isinstance(self.taylor_order, bool) or self.taylor_order not in _TAYLOR_ORDERS:
-            raise ValueError(f"ToCaConfig.taylor_order must be 1 or 2, got {self.taylor_order!r}")
+        if not isinstance(self.taylor_order, int) or isinstance(self.taylor_order, bool) \
+                or self.taylor_order not in _TAYLOR_ORDERS:
+            raise ValueError(f"ToCaConfig.taylor_order must be the integer 1 or 2, got {self.taylor_order!r}")
+        _check_int("max_shapes", self.max_shapes, low=1)
+        _check_int("max_branches", self.max_branches, low=1)
 
     def schedule(self) -> "Schedule":
         """The schedule these settings describe.
@@ -120,19 +130,20 @@ class ToCaConfig:
         return ToCaConfig(**values)  # type: ignore[arg-type]
 
 
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"ToCaConfig.{name} must be an integer >= {low}, got {value!r}")
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"ToCaConfig.{name} must be an integer {allowed}, got {value!r}")
 
 
 def _check_float(name: str, value: object, low: float, high: float | None) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and value == value and value >= low and (high is None or value <= high)  # type: ignore[operator]
+    ok = ok and math.isfinite(value) and value >= low and (high is None or value <= high)  # type: ignore[arg-type, operator]
     if not ok:
         allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"ToCaConfig.{name} must be a number {allowed}, got {value!r}")
+        raise ValueError(f"ToCaConfig.{name} must be a finite number {allowed}, got {value!r}")
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"ToCaConfig.{name} must be one of {list(allowed)}, got {value!r}")

@@ -276,9 +276,9 @@ def node_sites(gm: fx.GraphModule) -> dict[fx.Node, Site]:
 def region_kinds(toca: "ToCa") -> dict[str, str]:
     """Module path -> region kind, from the regions ``toca`` detected (first region wins)."""
     kinds: dict[str, str] = {}
-    for graph in getattr(toca, "graphs", []):
-        ctx = getattr(graph, "ctx", None)
-        for plan in getattr(ctx, "plans", []) or []:
+    contexts = [spec.ctx for graph in toca.graphs for spec in graph.specs.values() if spec.ctx is not None]
+    for ctx in contexts:
+        for plan in ctx.plans:
             region = plan.region
             for node in region.branch:
                 path = module_path(node)
@@ -477,7 +477,7 @@ def _to_toca(config_or_schedule: ConfigLike, schedule: "Schedule | None" = None)
         config = ToCaConfig(preset=config_or_schedule, compiler="eager")
     elif isinstance(config_or_schedule, ToCaConfig):
         config = config_or_schedule.replace(compiler="eager")
-    elif all(hasattr(config_or_schedule, m) for m in ("is_full", "ratio", "module_full")):
+    elif all(hasattr(config_or_schedule, m) for m in ("is_full", "ratio", "module_full", "aggressive")):
         if schedule is not None:
             raise TypeError("give the schedule either as config_or_schedule or as schedule=, not both")
         return ToCa(ToCaConfig(compiler="eager"), schedule=config_or_schedule)  # type: ignore[arg-type]
@@ -610,10 +610,10 @@ class GenerationCounter:
 
         start = time.perf_counter()
         self.executors.select(toca)  # the same graphs, handed to this ToCa in graph order
-        toca.reset()
         before = toca.stats()
         try:
-            with torch.no_grad(), counting(toca, per_node=breakdown, memoize=self.memoize) as log:
+            with torch.no_grad(), counting(toca, per_node=breakdown, memoize=self.memoize) as log, \
+                    toca.generation(steps=steps):
                 cached_steps, marks = _run_steps(self._call, steps, log, self.progress, "cached", toca)
         finally:
             self.executors.select(None)
@@ -650,9 +650,9 @@ def generation_flops(model_factory: Callable[[], torch.nn.Module] | torch.nn.Mod
         on the meta device no weights are allocated), or a model already on ``device``.
     inputs: the model's inputs for one call, batched CFG included: ``(args, kwargs)``, a kwargs
         mapping or an args tuple, or a callable ``step -> inputs``, called under
-        ``torch.device(device)``; tensors on another device are moved to ``device``. On the meta
-        device the timestep is not read, so every call is one step; on a real device the
-        timestep must go down from step to step (equal timesteps count as CFG branches).
+        ``torch.device(device)``; tensors on another device are moved to ``device``. Each call
+        is one step: the counter announces the steps (``ToCa.generation`` / ``ToCa.step``), so
+        the timestep is never read.
     steps: calls in the generation (default: the schedule's ``num_steps``).
     config_or_schedule: a :class:`~toca_compile.config.ToCaConfig`, a preset name from
         :data:`toca_compile.presets.PRESETS`, a schedule object, or None (defaults). Graphs always
@@ -683,6 +683,7 @@ def _run_steps(call: Callable[[int], None], steps: int, sink: FlopLog, progress,
         for step in range(steps):
             mark = len(sink)
             if toca is not None:
+                toca.step(step)  # steps are given, never read from the (meta) timestep
                 before = toca.stats()
             call(step)
             per_step.append(sum(sink[mark:]))

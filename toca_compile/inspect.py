@@ -7,6 +7,7 @@ import torch
 import torch.fx as fx
 
 from .config import ToCaConfig
+from .graph_inputs import describe_all
 from .passes.pipeline import PassContext, analyze
 from .regions import Region, RegionPlan
 from .stats import format_table
@@ -65,7 +66,7 @@ def inspect(model: torch.nn.Module, *args, **kwargs) -> InspectReport:
     config = ToCaConfig(compiler="eager")
 
     def record(gm: fx.GraphModule, example_inputs: list):
-        ctx = PassContext(gm, list(example_inputs), config)
+        ctx = PassContext(gm, describe_all(example_inputs), config)
         try:
             analyze(ctx)
             reason = ctx.detection.reason

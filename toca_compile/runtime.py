@@ -1,23 +1,39 @@
-"""Per-call decisions on the host: which step, which CFG branch, which compiled variant.
+"""Per-call decisions on the host: which shape, which step and branch, which compiled variant.
 
-The compiled graphs never branch. Each call of a cached graph asks its step clock which
-step and branch it belongs to, picks the full or a partial variant (compiled on first use,
-then reused for the rest of this and every later generation of the same shape), and passes
-that branch's state tensors, which the variant updates in place.
+Dynamo gets one :class:`GraphEntry` per graph it hands the backend. A call of it
+
+1. picks the static :class:`Specialization` for the call's shapes (a graph Dynamo traced with
+   symbolic sizes gets one per concrete shape; beyond ``max_shapes`` the least recently used
+   shapes of that code are freed);
+2. places the call (:mod:`toca_compile.clock`): generation, step and branch, from the pipeline
+   or the user's loop, else from the timestep. A call it cannot place computes everything;
+3. takes the state of (thread, weights, branch): caches belong to the call's position, never
+   to the graph object alone, so one graph reused by several blocks or by two models keeps a
+   cache per use, and threads never share one;
+4. runs the full variant or a partial one (compiled on first use, then reused for every later
+   generation of that shape), which updates the state in place.
+
+The compiled graphs never branch and Dynamo never recompiles for a decision.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import torch
+import torch.fx as fx
 
+from .clock import ExplicitGeneration, GenerationLog, ModelCall, Placement, TimestepClock
 from .compilers import compile_graph
 from .flops import run_counted
+from .graph_inputs import InputMeta, describe_all
 from .passes.rewrite_partial import FORECAST, FULL, SKIP
+from .passes.specialize_shapes import data_dependent_node, is_symbolic, specialize_shapes
 from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
 from .scores import random_scores
+from .stats import RegionStats
 
 if TYPE_CHECKING:
     from .backend import ToCa
@@ -25,96 +41,205 @@ if TYPE_CHECKING:
 
 
 class ToCaWarning(UserWarning):
-    """A graph runs without caching (plain compile); the message says why."""
+    """toca-compile runs something without caching, or cannot cache as asked; the message says
+    why and what to do."""
 
 
-@dataclass
-class StepClock:
-    """Steps and CFG branches from the timestep sequence: equal t = next branch, lower t = next
-    step, higher t (or ``reset()``) = new generation. Without a timestep every call is a step."""
-
-    generation: int = 0
-    step: int = -1
-    branch: int = 0
-    last_t: float | None = None
-    fresh: bool = True
-
-    def tick(self, t: float | None) -> bool:
-        """Advance for one call of the leading graph; True when a new step starts."""
-        if self.fresh or (t is not None and self.last_t is not None and t > self.last_t):
-            self.generation += 1
-            self.step, self.branch, self.fresh, self.last_t = 0, 0, False, t
-            return True
-        if t is not None and t == self.last_t:
-            self.branch += 1
-            return False
-        self.step, self.branch, self.last_t = self.step + 1, 0, t
-        return True
-
-    def reset(self) -> None:
-        self.fresh = True
+NO_STEP = ("no step information: no graph of this model read a timestep before this call in this "
+           "thread; compute everything (use toca_compile.apply(pipe), or toca.generation() and "
+           "toca.step(i) in your loop)")
 
 
-@dataclass
+@dataclass(eq=False)
 class BranchState:
+    """The caches, counters and score inputs of one call position (see the module docstring)."""
+
     tensors: list[torch.Tensor]
     by_key: dict[tuple[int, str], torch.Tensor]
     generation: int = -1      # generation whose full step last filled the caches
     last_full: int = -1       # step of the latest full step in this generation (TaylorSeer)
     full_count: int = 0       # full steps so far in this generation
 
+    def renew(self, generation: int) -> None:
+        """Start ``generation`` from zeroed tensors (no NaN or Inf of an earlier one survives)."""
+        for tensor in self.tensors:
+            tensor.zero_()
+        self.generation, self.last_full, self.full_count = generation, -1, 0
 
-@dataclass
-class CachedGraph:
-    """The callable handed back to Dynamo for one graph."""
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors)
 
-    toca: "ToCa"
-    ctx: "PassContext"
-    graph_id: int
+
+class Lane:
+    """What one thread has going on with one ``ToCa``: its explicit generation or its timestep
+    clocks, the model call in progress, and its states (freed with the thread, the shape or the
+    weights they belong to)."""
+
+    def __init__(self) -> None:
+        self.explicit: ExplicitGeneration | None = None
+        self.clocks: dict[Hashable, TimestepClock] = {}
+        self.call: ModelCall | None = None
+        self.states: weakref.WeakKeyDictionary[Specialization, dict[Hashable, BranchState]] = \
+            weakref.WeakKeyDictionary()
+
+
+_SCRATCH = ("scratch",)
+
+
+def read_timestep(value: Any) -> float | None:
+    """The timestep as a host number (``None`` when it cannot be read, e.g. on the meta device).
+
+    A Python number arrives from Dynamo as a 0-d CPU tensor: reading it costs no device sync.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, torch.Tensor) or value.device.type == "meta" or value.numel() == 0:
+        return None
+    return float(value.detach().reshape(-1).max())
+
+
+@dataclass(eq=False)
+class Specialization:
+    """One static graph of a :class:`GraphEntry` (one concrete shape) and its variants."""
+
+    entry: "GraphEntry"
+    key: tuple
+    shape_key: tuple
+    ctx: "PassContext | None"
+    reason: str                               # why it runs uncached ("" = cached)
     timestep_index: int | None
+    param_index: int | None
+    regions: list[RegionStats] = field(default_factory=list)
     variants: dict[tuple[int, ...], Callable] = field(default_factory=dict)
-    states: dict[int, BranchState] = field(default_factory=dict)
     broken: str = ""
-    fallback: Callable | None = None
-    clock: StepClock = field(default_factory=StepClock)
-    ticks: bool = True
+    plain: Callable | None = None
+    pre_leader: bool = False                   # ran before any timestep graph (inferred mode)
+    _decisions: dict[tuple[int, bool], dict[int, int]] = field(default_factory=dict)
 
-    def __call__(self, *args):
-        if self.broken:
-            return run_counted(self.toca.flop_sink, self._fallback(), *args)
+    @property
+    def toca(self) -> "ToCa":
+        return self.entry.toca
+
+    @property
+    def gm(self) -> fx.GraphModule:
+        return self.ctx.gm if self.ctx is not None else self.entry.gm
+
+    def __call__(self, args: tuple) -> Any:
+        toca = self.toca
+        lane = toca.lane()
+        owner = toca.owner_key(args[self.param_index]) if self.param_index is not None else None
+        if self.timestep_index is not None:
+            if lane.explicit is None:
+                toca.tick(lane, owner if owner is not None else id(self.entry), args[self.timestep_index])
+            else:
+                lane.explicit.start_model_call()
+        if self.reason or self.broken:
+            nothing = self.ctx is not None and not self.ctx.plans and not self.broken
+            toca.count_uncached(lane, self.reason or "caching disabled after an internal error", in_log=not nothing)
+            return self._run_plain(args)
         try:
-            fn, tensors = self._prepare(args)
+            fn, tensors = self._prepare(lane, owner, args)
         except Exception as error:  # noqa: BLE001  never crash the user's model because of us
             self.broken = f"{type(error).__name__}: {error}"
-            self.toca.warn(f"graph {self.graph_id}: caching disabled after an internal error ({self.broken}); "
-                           "running the plain compiled graph from now on")
-            return run_counted(self.toca.flop_sink, self._fallback(), *args)
-        return run_counted(self.toca.flop_sink, fn, *args, *tensors)
+            toca.warn(f"graph {self.entry.index}: caching disabled after an internal error ({self.broken}); "
+                      "running the plain compiled graph from now on")
+            return self._run_plain(args)
+        return run_counted(toca.flop_sink, fn, *args, *tensors)
 
-    # -- decisions -------------------------------------------------------------------
-    def _prepare(self, args: tuple):
+    # -- placing and deciding ------------------------------------------------------------
+    def _place(self, lane: Lane, owner: Hashable) -> tuple[Placement | None, str, Any, GenerationLog | None, int]:
+        """(placement, why not, the scope that numbers regions, the generation's log, step)."""
+        limit = self.toca.config.max_branches
+        key = (id(self), owner)
+        generation = lane.explicit
+        if generation is not None:
+            placement, occurrence = generation.place(key)
+            if occurrence >= limit:
+                return None, (f"more than {limit} calls of one graph with the same weights in one step "
+                              "(raise ToCaConfig.max_branches, or check that the pipeline steps its "
+                              "scheduler / the loop calls toca.step(i))"), None, generation.log, generation.step
+            return placement, "", generation, generation.log, generation.step
+        call = lane.call
+        if call is None and self.timestep_index is None:
+            self.pre_leader = True
+        if call is None or self.pre_leader:
+            return None, NO_STEP, None, None, 0
+        if call.blocked:
+            return None, call.blocked, None, call.log, call.step
+        placement, occurrence = call.place(key)
+        if occurrence >= limit:
+            return None, (f"more than {limit} calls of one graph with the same weights in one model call "
+                          "(raise ToCaConfig.max_branches)"), None, call.log, call.step
+        return placement, "", call, call.log, call.step
+
+    def _prepare(self, lane: Lane, owner: Hashable, args: tuple) -> tuple[Callable, list[torch.Tensor]]:
         toca = self.toca
-        clock = self._clock(args)
-        step, branch = max(clock.step, 0), clock.branch
-        state = self.states.get(branch)
-        if state is None:
-            state = self.states[branch] = self._allocate()
-        full = toca.schedule.is_full(step) or state.generation != clock.generation
-        if state.generation != clock.generation:
-            state.generation, state.last_full, state.full_count = clock.generation, -1, 0
-        decisions = self._decisions(step, full)
+        placement, reason, scope, log, step = self._place(lane, owner)
+        states = lane.states.get(self)
+        if states is None:
+            states = lane.states[self] = {}
+        if placement is None:
+            state = states.get(_SCRATCH)
+            if state is None:
+                state = states[_SCRATCH] = self._allocate()
+            state.renew(-1)
+            full = True
+            toca.count_uncached(lane, reason, log, step)
+        else:
+            step = placement.step
+            slot = (owner, placement.branch)
+            state = states.get(slot)
+            if state is None:
+                state = states[slot] = self._allocate()
+            fresh = state.generation != placement.generation
+            if fresh:
+                state.renew(placement.generation)
+            full = fresh or toca.schedule.is_full(step)
+            toca.count_placed(log, step, full)
+            offset = scope.take_regions(len(self.ctx.plans))  # type: ignore[union-attr]
+        decisions = self._decisions_at(step, full)
         self._set_taylor_scalars(state, step, full)
-        key = tuple(decisions[p.region.index] for p in self.ctx.plans)
-        if self.ticks and branch == 0:
-            toca.stats_.full_steps += full
-            toca.stats_.partial_steps += not full
+        key = tuple(decisions[p.region.index] for p in self.ctx.plans)  # type: ignore[union-attr]
         fn = self.variants.get(key)
         if fn is None:
-            fn = self.variants[key] = self._compile(decisions, state)
+            fn = self._compile(key, decisions, args, state)
         if not full:
-            self._draw_noise(state, step, decisions)
+            self._draw_noise(state, step, decisions, offset)
             self._count(decisions)
         return fn, state.tensors
+
+    def _decisions_at(self, step: int, full: bool) -> dict[int, int]:
+        decisions = self._decisions.get((step, full))
+        if decisions is None:
+            decisions = self._decisions[(step, full)] = self._decide(step, full)
+        return decisions
+
+    def _decide(self, step: int, full: bool) -> dict[int, int]:
+        """Per region: FULL (compute, refill), 0 (reuse the cache), k (recompute k rows),
+        FORECAST (TaylorSeer) or SKIP (DuCa aggressive step)."""
+        ctx = self.ctx
+        assert ctx is not None
+        if full:
+            return {p.region.index: FULL for p in ctx.plans}
+        toca = self.toca
+        mode, schedule = toca.config.mode, toca.schedule
+        if mode == "duca" and schedule.aggressive(step):
+            return {p.region.index: SKIP for p in ctx.plans}
+        if mode == "taylorseer":
+            return {p.region.index: FORECAST for p in ctx.plans}
+        num_blocks = ctx.detection.num_blocks
+        decisions = {}
+        for plan in ctx.plans:
+            region = plan.region
+            if schedule.module_full(step, region.kind):
+                decisions[region.index] = FULL
+            elif plan.partial:
+                decisions[region.index] = tokens_for(schedule.ratio(step, region.kind, region.block, num_blocks),
+                                                     region.tokens)
+            else:
+                decisions[region.index] = 0
+        return decisions
 
     def _set_taylor_scalars(self, state: BranchState, step: int, full: bool) -> None:
         if self.toca.config.mode != "taylorseer":
@@ -128,64 +253,20 @@ class CachedGraph:
         else:
             scalars["taylor_k"].fill_(float(step - state.last_full))
 
-    def _clock(self, args: tuple) -> StepClock:
-        """A graph that reads the timestep keeps its own clock (a new shape or dtype is a new
-        graph, so it starts a fresh generation); graphs after a graph break without one
-        follow the clock that ticked last, or count their own calls if none ever did."""
-        toca = self.toca
-        if self.timestep_index is None and toca.current_clock is not None:
-            self.ticks = False
-            return toca.current_clock
-        self.ticks = True
-        toca.stats_.calls += 1
-        toca.on_tick(self.clock, self.clock.tick(self._timestep(args)))
-        if self.timestep_index is not None:
-            toca.current_clock = self.clock
-        return self.clock
-
-    def _timestep(self, args: tuple) -> float | None:
-        if self.timestep_index is None:
-            return None
-        t = args[self.timestep_index]
-        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
-            return None  # FLOP counting on the meta device: one call per step
-        return float(t.detach().float().max())
-
-    def _decisions(self, step: int, full: bool) -> dict[int, int]:
-        """Per region: FULL (compute, refill), 0 (reuse the cache) or k (recompute k rows)."""
-        if full:
-            return {p.region.index: FULL for p in self.ctx.plans}
-        mode = self.toca.config.mode
-        aggressive = getattr(self.toca.schedule, "aggressive", None)
-        if mode == "duca" and aggressive is not None and aggressive(step):
-            return {p.region.index: SKIP for p in self.ctx.plans}
-        if mode == "taylorseer":
-            return {p.region.index: FORECAST for p in self.ctx.plans}
-        schedule, num_blocks = self.toca.schedule, self.ctx.detection.num_blocks
-        module_full = getattr(schedule, "module_full", None)
-        decisions = {}
-        for plan in self.ctx.plans:
-            region = plan.region
-            if module_full is not None and module_full(step, region.kind):
-                decisions[region.index] = FULL
-            elif plan.partial:
-                ratio = schedule.ratio(step, region.kind, region.block, num_blocks)
-                decisions[region.index] = tokens_for(ratio, region.tokens)
-            else:
-                decisions[region.index] = 0
-        return decisions
-
-    def _draw_noise(self, state: BranchState, step: int, decisions: dict[int, int]) -> None:
+    def _draw_noise(self, state: BranchState, step: int, decisions: dict[int, int], offset: int) -> None:
+        """Random scores, drawn per region numbered across the whole model call (``offset`` +
+        its index in this graph), so that blocks sharing one graph draw differently and the
+        draw does not depend on where Dynamo broke the graph."""
         seed = self.toca.config.seed
-        for plan in self.ctx.plans:
+        for plan in self.ctx.plans:  # type: ignore[union-attr]
             region = plan.region
             random = plan.score is None or plan.score.kind == "random"
             if decisions[region.index] > 0 and random:
                 noise = state.by_key[(region.index, "base")]
-                noise.copy_(random_scores(seed, step, region.index, region.batch, region.tokens))
+                noise.copy_(random_scores(seed, step, offset + region.index, region.batch, region.tokens))
 
     def _count(self, decisions: dict[int, int]) -> None:
-        for plan, entry in zip(self.ctx.plans, self.toca.region_stats(self)):
+        for plan, entry in zip(self.ctx.plans, self.regions):  # type: ignore[union-attr]
             k = decisions[plan.region.index]
             entry.partial_calls += 1
             refreshed = plan.region.tokens if k == FULL else max(k, 0)
@@ -193,17 +274,101 @@ class CachedGraph:
 
     # -- compilation -----------------------------------------------------------------
     def _allocate(self) -> BranchState:
-        by_key = {spec.key: spec.allocate() for spec in self.ctx.specs}
-        return BranchState([by_key[spec.key] for spec in self.ctx.specs], by_key)
+        by_key = {spec.key: spec.allocate() for spec in self.ctx.specs}  # type: ignore[union-attr]
+        return BranchState([by_key[spec.key] for spec in self.ctx.specs], by_key)  # type: ignore[union-attr]
 
-    def _compile(self, decisions: dict[int, int], state: BranchState) -> Callable:
+    def _compile(self, key: tuple, decisions: dict[int, int], args: tuple, state: BranchState) -> Callable:
         from .passes.pipeline import build_variant
 
-        gm = build_variant(self.ctx, decisions, state.tensors)
-        self.toca.stats_.variants_compiled += 1
-        return compile_graph(gm, list(self.ctx.example_inputs) + state.tensors, self.toca.config.compiler)
+        toca = self.toca
+        with toca.lock:
+            fn = self.variants.get(key)
+            if fn is None:
+                gm = build_variant(self.ctx, decisions)  # type: ignore[arg-type]
+                fn = self.variants[key] = compile_graph(gm, list(args) + state.tensors, toca.config.compiler)
+                toca.count_variant()
+        return fn
 
-    def _fallback(self) -> Callable:
-        if self.fallback is None:
-            self.fallback = compile_graph(self.ctx.gm, list(self.ctx.example_inputs), self.toca.config.compiler)
-        return self.fallback
+    def _run_plain(self, args: tuple) -> Any:
+        fn = self.plain
+        if fn is None:
+            with self.toca.lock:
+                if self.plain is None:
+                    self.plain = compile_graph(self.gm, list(args), self.toca.config.compiler)
+                fn = self.plain
+        return run_counted(self.toca.flop_sink, fn, *args)
+
+    def cache_bytes(self) -> int:
+        total = 0
+        for lane in self.toca.lanes():
+            states = lane.states.get(self)
+            if states:
+                total += sum(state.nbytes for state in states.values())
+        return total
+
+
+class GraphEntry:
+    """The callable Dynamo gets for one graph. It keeps the graph and the metadata of its inputs
+    (never the tensors), and hands each call to the static specialisation of its shapes."""
+
+    def __init__(self, toca: "ToCa", gm: fx.GraphModule, inputs: list[InputMeta], index: int,
+                 family: Hashable) -> None:
+        self.toca = toca
+        self.gm = gm
+        self.inputs = inputs
+        self.index = index
+        self.family = family
+        self.symbolic = any(m.symbolic for m in inputs) or is_symbolic(gm)
+        self.size_args = [i for i, m in enumerate(inputs) if m.symbolic]
+        self.specs: dict[tuple, Specialization] = {}
+
+    def shape_of_call(self, args: tuple) -> tuple:
+        if not self.symbolic:
+            return ()
+        return tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in (args[i] for i in self.size_args))
+
+    def __call__(self, *args: Any) -> Any:
+        key = self.shape_of_call(args)
+        spec = self.specs.get(key)
+        if spec is None:
+            spec = self.toca.specialize(self, key, describe_all(args) if self.symbolic else self.inputs)
+        else:
+            self.toca.touch(spec)
+        return spec(args)
+
+    @property
+    def broken(self) -> str:
+        return next((s.broken for s in self.specs.values() if s.broken), "")
+
+    def build(self, key: tuple, inputs: list[InputMeta]) -> Specialization:
+        """Analyse the graph for one concrete shape (see :meth:`ToCa.specialize`)."""
+        from .passes.pipeline import PassContext, analyze
+
+        toca = self.toca
+        shape_key = tuple((m.shape, m.dtype) for m in inputs if m.is_tensor and not m.is_param)
+        param_index = next((i for i, m in enumerate(inputs) if m.is_param), None)
+        reason, ctx = self._unsupported(inputs), None
+        if not reason:
+            try:
+                gm = specialize_shapes(self.gm, inputs) if self.symbolic else self.gm
+                ctx = PassContext(gm, list(inputs), toca.config)
+                analyze(ctx)
+                reason = ctx.detection.reason
+            except Exception as error:  # noqa: BLE001
+                reason = f"analysis failed ({type(error).__name__}: {error})"
+        timestep = ctx.detection.timestep if ctx is not None else None
+        placeholders = [n for n in (ctx.gm if ctx is not None else self.gm).graph.nodes if n.op == "placeholder"]
+        spec = Specialization(self, key, shape_key, ctx, reason,
+                              placeholders.index(timestep) if timestep is not None else None, param_index)
+        if not reason and ctx is not None:
+            spec.regions = [RegionStats(self.index, p.region.block, p.region.kind, p.region.label, p.region.tokens,
+                                        "rows" if p.partial else "reuse") for p in ctx.plans]
+        return spec
+
+    def _unsupported(self, inputs: list[InputMeta]) -> str:
+        node = data_dependent_node(self.gm)
+        if node is not None:
+            return f"data-dependent shapes inside the graph (at {node.name}); such graphs are left uncached"
+        if torch.is_grad_enabled() and any(m.requires_grad for m in inputs):
+            return "gradients are enabled; caching is for inference (run under torch.no_grad())"
+        return ""

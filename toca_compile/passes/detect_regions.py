@@ -11,10 +11,11 @@ No class names or module paths decide anything; module paths only name the block
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
-import torch
 import torch.fx as fx
 
+from ..graph_inputs import InputMeta
 from ..ops import ACTIVATIONS, NOOPS, arg, is_dropout_noop, op_name, shape_of
 from ..regions import DetectionResult, Region, RegionKind
 from .graph_walk import GraphIndex
@@ -23,10 +24,10 @@ _SOFTMAX = {"softmax", "log_softmax"}
 _SDPA = "scaled_dot_product_attention"
 
 
-def detect_regions(gm: fx.GraphModule, example_inputs: list) -> DetectionResult:
+def detect_regions(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> DetectionResult:
     graph = gm.graph
     index = GraphIndex(graph)
-    token_data = _depends_on_token_inputs(gm, example_inputs)
+    token_data = _depends_on_token_inputs(gm, inputs)
     candidates = [c for c in (_join_candidate(n, index) for n in graph.nodes if op_name(n) == "add")
                   if c and c[1] in token_data]
     branches = {join: index.between(fork, point) for join, fork, point, _ in candidates}
@@ -51,7 +52,7 @@ def detect_regions(gm: fx.GraphModule, example_inputs: list) -> DetectionResult:
         ))
     regions.sort(key=lambda r: index.position[r.cache_point])
     _number_blocks(regions)
-    result = DetectionResult(regions=regions, timestep=find_timestep(gm, example_inputs))
+    result = DetectionResult(regions=regions, timestep=find_timestep(gm, inputs))
     if not regions:
         result.reason = "no residual attention or MLP branch was found in this graph"
     return result
@@ -77,15 +78,14 @@ def _join_candidate(add: fx.Node, index: GraphIndex):
     return None
 
 
-def _depends_on_token_inputs(gm: fx.GraphModule, example_inputs: list) -> set[fx.Node]:
+def _depends_on_token_inputs(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> set[fx.Node]:
     """Nodes computed from a user input with a token axis (``ndim >= 3``: latents, text).
 
     A residual MLP over values derived from the timestep alone (Chroma's modulation
     approximator) is conditioning, which must run every step, not a token stream.
     """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    sources = [n for n, x in zip(placeholders, example_inputs)
-               if isinstance(x, torch.Tensor) and not isinstance(x, torch.nn.Parameter) and x.dim() >= 3]
+    sources = [n for n, meta in zip(placeholders, inputs) if meta.is_tensor and not meta.is_param and meta.dim >= 3]
     seen, stack = set(sources), list(sources)
     while stack:
         for user in stack.pop().users:
@@ -255,15 +255,12 @@ def _number_blocks(regions: list[Region]) -> None:
         last_name = "joint" if region.kind == "joint_attn" else None
 
 
-def find_timestep(gm: fx.GraphModule, example_inputs: list) -> fx.Node | None:
+def find_timestep(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> fx.Node | None:
     """The placeholder that feeds a sinusoidal embedding (sin/cos within a few hops)."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     candidates = []
-    for i, node in enumerate(placeholders):
-        example = example_inputs[i] if i < len(example_inputs) else None
-        if isinstance(example, torch.nn.Parameter) or not isinstance(example, torch.Tensor):
-            continue
-        if example.dim() > 1 or example.numel() == 0:
+    for node, meta in zip(placeholders, inputs):
+        if not meta.is_tensor or meta.is_param or meta.dim > 1 or meta.numel == 0:
             continue
         if _reaches_sinusoid(node):
             candidates.append(node)

@@ -22,6 +22,7 @@ from typing import Callable
 import torch.fx as fx
 
 from ..config import ToCaConfig
+from ..graph_inputs import InputMeta
 from ..regions import DetectionResult, RegionPlan
 from .detect_regions import detect_regions
 from .plan_caches import plan_caches
@@ -34,7 +35,7 @@ from .validate import validate_variant
 @dataclass
 class PassContext:
     gm: fx.GraphModule
-    example_inputs: list
+    inputs: list[InputMeta]          # metadata of the graph's inputs (never the user's tensors)
     config: ToCaConfig
     detection: DetectionResult = field(default_factory=DetectionResult)
     plans: list[RegionPlan] = field(default_factory=list)
@@ -43,7 +44,7 @@ class PassContext:
 
 
 def detect(ctx: PassContext) -> None:
-    ctx.detection = detect_regions(ctx.gm, ctx.example_inputs)
+    ctx.detection = detect_regions(ctx.gm, ctx.inputs)
 
 
 def plan(ctx: PassContext) -> None:
@@ -70,10 +71,10 @@ def analyze(ctx: PassContext) -> PassContext:
     return ctx
 
 
-def build_variant(ctx: PassContext, decisions: dict[int, int], state_examples: list) -> fx.GraphModule:
+def build_variant(ctx: PassContext, decisions: dict[int, int]) -> fx.GraphModule:
     """The graph for one schedule decision: per region ``FULL``, ``0`` (reuse) or ``k`` rows."""
     gm = build_variant_graph(ctx.gm, ctx.plans, ctx.specs, decisions, ctx.config, ctx.stream)
-    validate_variant(gm, list(ctx.example_inputs) + list(state_examples))
+    validate_variant(gm, list(ctx.inputs) + [spec.meta for spec in ctx.specs])
     return gm
 
 

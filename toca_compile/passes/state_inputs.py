@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.fx as fx
 
-from ..ops import tensor_meta
 from ..config import ToCaConfig
+from ..graph_inputs import InputMeta
+from ..ops import tensor_meta
 from ..regions import RegionPlan
 
 
@@ -25,6 +26,12 @@ class StateSpec:
 
     def allocate(self) -> torch.Tensor:
         return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+
+    @property
+    def meta(self) -> InputMeta:
+        """The state tensor as a graph input (for fake-tensor validation)."""
+        stride = tuple(torch.empty(self.shape, device="meta").stride())
+        return InputMeta(True, shape=self.shape, stride=stride, dtype=self.dtype, device=self.device)
 
 
 GLOBAL = -1  # region index of state that belongs to the whole graph

@@ -5,17 +5,20 @@ data runs; the caller then falls back instead of producing a wrong answer.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.fx as fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 
+from ..graph_inputs import InputMeta, fake_inputs
 from .rewrite_partial import EXPECTED_SHAPE, RewriteError
 
 
-def validate_variant(gm: fx.GraphModule, inputs: list) -> None:
+def validate_variant(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> None:
     mode = FakeTensorMode(allow_non_fake_inputs=True)
-    fakes = [mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in inputs]
+    fakes = fake_inputs(inputs, mode)
     try:
         FakeTensorProp(gm, mode).propagate_dont_convert_inputs(*fakes)
     except Exception as error:  # noqa: BLE001  any failure means the rewrite is unsafe
