@@ -22,6 +22,7 @@ schedule). ``--layers N`` builds the model from its config with at most N blocks
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import platform
@@ -93,13 +94,22 @@ def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Gener
     return tree
 
 
-def generation(fn, args: tuple, kwargs: dict, steps: int, reset=None) -> torch.Tensor:
+def generation(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None = None) -> torch.Tensor:
     """One generation: ``steps`` calls with decreasing timesteps; the latent is the first
-    positional input, else ``hidden_states``."""
+    positional input, else ``hidden_states``. With ``toca`` the loop announces its steps
+    (``toca.generation`` / ``toca.step``), as a pipeline under ``toca_compile.apply`` does, so
+    the timestep is never read back from the device."""
+    with toca.generation(steps) if toca is not None else contextlib.nullcontext():
+        return _denoise(fn, args, kwargs, steps, toca)
+
+
+def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None) -> torch.Tensor:
     positional = bool(args)
     x = (args[0] if positional else kwargs["hidden_states"]).clone()
     ts = torch.linspace(999, 0, steps + 1).round().long()
     for i in range(steps):
+        if toca is not None:
+            toca.step(i)
         kw = dict(kwargs, return_dict=False)
         if "timestep" in kw:
             kw["timestep"] = torch.full_like(kwargs["timestep"], int(ts[i]))
@@ -110,8 +120,6 @@ def generation(fn, args: tuple, kwargs: dict, steps: int, reset=None) -> torch.T
             out = fn(**kw)[0]
         out = out[:, : x.shape[1]] if out.shape[1] != x.shape[1] else out  # learned-sigma halves
         x = x + (ts[i + 1] - ts[i]).item() / 1000.0 * out.to(x.dtype)
-    if reset is not None:
-        reset()
     return x
 
 
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     call_args = materialize(call_args, device, dtype, gen)
     call_kwargs = materialize(call_kwargs, device, dtype, gen)
 
-    fns, resets = {}, {}
+    fns, tocas = {}, {}
     if "eager" in variants:
         fns["eager"] = model
     if "compiled" in variants:
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if "toca" in variants:
         toca = ToCa(config, schedule=schedule)
         fns["toca"] = torch.compile(model, backend=toca.backend, fullgraph=False, dynamic=False)
-        resets["toca"] = toca.reset
+        tocas["toca"] = toca
 
     print(f"{desc}{f', at most {args.layers} blocks per list' if args.layers else ''} ({n_blocks} blocks); "
           f"batch {batch}, {steps} steps, {args.dtype} on {device}; toca: {preset or config}", flush=True)
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for name, fn in fns.items():  # warm-up: compiles every graph and variant
             start = time.perf_counter()
-            outputs[name] = generation(fn, call_args, call_kwargs, steps, resets.get(name))
+            outputs[name] = generation(fn, call_args, call_kwargs, steps, tocas.get(name))
             sync(device)
             compile_s[name] = time.perf_counter() - start
             print(f"warm-up {name}: {compile_s[name]:.1f} s", flush=True)
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in fns.items():
                 sync(device)
                 start = time.perf_counter()
-                generation(fn, call_args, call_kwargs, steps, resets.get(name))
+                generation(fn, call_args, call_kwargs, steps, tocas.get(name))
                 sync(device)
                 times[name].append(time.perf_counter() - start)
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1] * 1e3:.1f} ms" for n, t in times.items()),

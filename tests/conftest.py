@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ def _one_thread():
 def _fresh_dynamo():
     """Each test compiles from scratch: no cache entries or stances leak between tests."""
     torch._dynamo.reset()
+    gc.collect()  # graphs freed by the reset (and their caches) go now, not at some later test
     yield
     torch.compiler.set_stance("default")
     torch._dynamo.reset()

@@ -185,6 +185,8 @@ class ToCa:
         return [f"graph {e.index}: {s.reason}" for e in self.graphs for s in e.specs.values() if s.reason]
 
     def stats(self) -> Stats:
+        if self._dead:
+            self._purge_dead()
         with self.lock:
             stats = Stats(**{k: v for k, v in vars(self._stats).items() if k not in ("regions", "uncached")})
             stats.uncached = dict(self._stats.uncached)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,9 @@ class InputMeta:
     dtype: torch.dtype | None = None
     device: torch.device | None = None
     requires_grad: bool = False
-    symbolic: bool = False        # a tensor with symbolic sizes, or a SymInt/SymFloat value
-    value: Any = None             # the Python value of a non-tensor input (ints of static graphs)
+    symbolic: bool = False        # a tensor with symbolic sizes, or a SymInt size
+    value: Any = None             # the Python value of a non-tensor input, or of a 0-d CPU tensor
+                                  # (a Python number Dynamo passes as a tensor: eps, a timestep)
 
     @property
     def dim(self) -> int:
@@ -45,9 +47,12 @@ def describe(value: Any) -> InputMeta:
         symbolic = any(not isinstance(s, int) for s in value.shape)
         shape = tuple(s if isinstance(s, int) else -1 for s in value.shape)
         stride = () if symbolic else tuple(value.stride())
+        scalar = None
+        if value.dim() == 0 and value.device.type == "cpu" and not isinstance(value, (FakeTensor, torch.nn.Parameter)):
+            scalar = value.item()  # host memory: no device sync
         return InputMeta(True, isinstance(value, torch.nn.Parameter), shape, stride, value.dtype, value.device,
-                         bool(value.requires_grad), symbolic)
-    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+                         bool(value.requires_grad), symbolic, scalar)
+    if isinstance(value, torch.SymInt):  # a size Dynamo made symbolic (a SymFloat is data, not a size)
         return InputMeta(False, symbolic=True)
     return InputMeta(False, value=value if isinstance(value, (int, float, bool)) else None)
 
@@ -56,13 +61,24 @@ def describe_all(values: Sequence[Any]) -> list[InputMeta]:
     return [describe(v) for v in values]
 
 
+def fake_mode() -> FakeTensorMode:
+    """A fake-tensor mode for running graphs abstractly. Its shape environment lets a value read
+    from tensor data (``.item()`` of a Python-number timestep) stay symbolic instead of failing."""
+    return FakeTensorMode(allow_non_fake_inputs=True, shape_env=ShapeEnv())
+
+
 def fake_inputs(metas: Sequence[InputMeta], mode: FakeTensorMode) -> list[Any]:
     """Fake tensors (no storage) shaped like ``metas``; Python values as they are."""
     out: list[Any] = []
+    # scalars whose value is known: .item() of them gives the number, not an unbacked symbol
+    reals = {i: torch.tensor(m.value, dtype=m.dtype) for i, m in enumerate(metas) if m.is_tensor and m.value is not None}
     with mode:
-        for meta in metas:
+        for i, meta in enumerate(metas):
             if not meta.is_tensor:
                 out.append(meta.value)
+                continue
+            if i in reals:
+                out.append(mode.fake_tensor_converter.from_real_tensor(mode, reals[i], make_constant=True))
                 continue
             stride = meta.stride if meta.stride else None
             if stride is not None:

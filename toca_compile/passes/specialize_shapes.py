@@ -14,10 +14,9 @@ from typing import Any, Sequence
 
 import torch
 import torch.fx as fx
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
-from ..graph_inputs import InputMeta, fake_inputs
+from ..graph_inputs import InputMeta, fake_inputs, fake_mode
 from .state_inputs import copy_graph_module
 
 _SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
@@ -37,6 +36,16 @@ def _has_symbols(value: Any) -> bool:
     return False
 
 
+def _is_size_expression(value: Any) -> bool:
+    """A value computed from the input sizes only (backed symbols): never one read from data."""
+    if not _has_symbols(value) or _holds_tensor(value):
+        return False
+    try:
+        return not free_unbacked_symbols(value)
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _holds_tensor(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return True
@@ -46,17 +55,26 @@ def _holds_tensor(value: Any) -> bool:
 
 
 def is_symbolic(gm: fx.GraphModule) -> bool:
-    """True when some value of the graph has a symbolic size (Dynamo's dynamic shapes)."""
-    return any(_has_symbols(_example(n)) for n in gm.graph.nodes)
+    """True when an input of the graph has a symbolic size (Dynamo's dynamic shapes; Dynamo
+    passes every free size symbol as an input of its own)."""
+    return any(_is_size_symbolic(_example(n)) for n in gm.graph.nodes if n.op == "placeholder")
+
+
+def _is_size_symbolic(value: Any) -> bool:
+    if isinstance(value, torch.SymInt):
+        return True
+    return isinstance(value, torch.Tensor) and any(not isinstance(s, int) for s in value.shape)
 
 
 def data_dependent_node(gm: fx.GraphModule) -> fx.Node | None:
-    """The first node whose size depends on tensor data (``nonzero``, ``.item()``): such sizes
-    cannot be specialised from the input shapes alone."""
+    """The first node whose *size* depends on tensor data (``nonzero``, an ``.item()`` used as
+    a size): such sizes cannot be specialised from the input shapes alone. A float read from a
+    tensor (a Python-number timestep Dynamo passes as a 0-d tensor) is data, not a size."""
     for node in gm.graph.nodes:
         value = _example(node)
+        sizes = tuple(value.shape) if isinstance(value, torch.Tensor) else value if isinstance(value, torch.SymInt) else None
         try:
-            if value is not None and free_unbacked_symbols(value):
+            if sizes is not None and free_unbacked_symbols(sizes):
                 return node
         except Exception:  # noqa: BLE001  values free_unbacked_symbols does not understand
             continue
@@ -88,7 +106,7 @@ def specialize_shapes(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> fx.Gra
     """A static copy of ``gm`` for inputs shaped like ``inputs`` (concrete metadata)."""
     new, _ = copy_graph_module(gm)
     originals = {node: _example(node) for node in new.graph.nodes}
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    mode = fake_mode()
     fakes = fake_inputs(inputs, mode)
     propagate = _Propagate(new)
     with mode:
@@ -101,7 +119,7 @@ def specialize_shapes(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> fx.Gra
         if _holds_tensor(value):  # tensors and tuples of them (chunk, split): concrete examples
             node.meta["example_value"] = value
             node.meta.pop("val", None)
-        elif _has_symbols(originals[node]):  # a size expression: folded into its value
+        elif _is_size_expression(originals[node]) and not _has_symbols(value):  # folded into its value
             constant = _constant(value)
             for user in list(node.users):
                 user.args = fx.node.map_arg(user.args, lambda a, n=node, c=constant: c if a is n else a)

@@ -9,15 +9,14 @@ from typing import Sequence
 
 import torch
 import torch.fx as fx
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 
-from ..graph_inputs import InputMeta, fake_inputs
+from ..graph_inputs import InputMeta, fake_inputs, fake_mode
 from .rewrite_partial import EXPECTED_SHAPE, RewriteError
 
 
 def validate_variant(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> None:
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    mode = fake_mode()
     fakes = fake_inputs(inputs, mode)
     try:
         FakeTensorProp(gm, mode).propagate_dont_convert_inputs(*fakes)
