@@ -90,3 +90,23 @@ def test_required_models(name):
 @pytest.mark.parametrize("name", OTHERS)
 def test_more_diffusers_transformers(name):
     _check_model(name)
+
+
+@pytest.mark.parametrize("name", ["Lumina2Transformer2DModel", "MochiTransformer3DModel", "HiDreamImageTransformer2DModel"])
+def test_models_with_graph_breaks_give_the_same_generation_twice(name):
+    """Their graphs serve several blocks (or parts of them): the same inputs must give the same
+    outputs, generation after generation, with partial steps in each."""
+    entry = ZOO[name]
+    model, args, kwargs = entry.build()
+    toca = ToCa(ToCaConfig(interval=3, ratio=0.25, compiler="eager"))
+    fast = torch.compile(model, backend=toca.backend)
+    runs = []
+    with torch.no_grad():
+        for _ in range(3):
+            runs.append([first_tensor(fast(*a, **kw)) for a, kw in _calls(model, entry, args, kwargs, 5)])
+    for a, b in zip(runs[1], runs[2]):
+        assert torch.equal(a, b)
+    for a, b in zip(runs[0], runs[1]):
+        assert torch.equal(a, b)
+    stats = toca.stats()
+    assert stats.generations == 3 and stats.partial_steps == 3 * 3 and stats.full_steps == 3 * 2

@@ -85,3 +85,28 @@ def test_inductor_agrees_with_the_eager_executor(fields):
         assert not toca.fallbacks and all(not g.broken for g in toca.graphs)
     for g, w in zip(outs["inductor"], outs["eager"]):
         torch.testing.assert_close(g, w, rtol=2e-4, atol=2e-4)
+
+
+def test_apply_through_a_pipeline_with_inductor():
+    """``toca_compile.apply`` with real Inductor code generation: interval 1 gives the plain
+    pipeline's images (to Inductor's float tolerance), the defaults cache partial steps, and a
+    second generation recompiles nothing."""
+    import toca_compile
+    from pipeline_zoo import PIPELINES, generate
+
+    pipe, kwargs = PIPELINES["dit"].build()
+    pipe.set_progress_bar_config(disable=True)
+    untouched = generate(pipe, kwargs)
+    toca_compile.apply(pipe, ToCaConfig(interval=1))
+    torch.testing.assert_close(generate(pipe, kwargs), untouched, rtol=1e-4, atol=1e-4)
+    toca_compile.remove(pipe)
+    toca = toca_compile.apply(pipe)
+    first = generate(pipe, kwargs)
+    torch.compiler.set_stance("fail_on_recompile")
+    try:
+        second = generate(pipe, kwargs)
+    finally:
+        torch.compiler.set_stance("default")
+    torch.testing.assert_close(first, second, rtol=1e-6, atol=1e-6)
+    stats = toca.stats()
+    assert stats.partial_steps == 2 * 4 and stats.uncached_calls == 0 and not toca.fallbacks

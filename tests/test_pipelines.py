@@ -125,3 +125,29 @@ def test_a_preset_tuned_for_another_step_count_warns():
     toca_compile.apply(pipe, ToCaConfig(preset="dit-ddim-50", compiler="eager"))
     with pytest.warns(toca_compile.ToCaWarning, match="tuned for 50 steps but the pipeline runs 6"):
         generate(pipe, kwargs)
+
+
+@pytest.mark.parametrize("how", ["apply", "quick-start"])
+def test_resolution_and_cfg_changes_keep_caching(how):
+    """The same pipeline at another resolution and with CFG off (batch 1 instead of 2): Dynamo
+    recompiles with symbolic sizes, and every shape must still cache. "quick-start" is the bare
+    line ``pipe.transformer = torch.compile(pipe.transformer, backend=toca.backend)``, which
+    infers the steps from the timestep."""
+    pipe, kwargs = built("pixart-alpha")
+    settings = [dict(), dict(height=32, width=32), dict(guidance_scale=1.0), dict()]
+    untouched = [generate(pipe, {**kwargs, **change}) for change in settings]
+    config = ToCaConfig(interval=1, compiler="eager")
+    if how == "apply":
+        toca = toca_compile.apply(pipe, config)
+    else:
+        toca = toca_compile.ToCa(config)
+        pipe.transformer = torch.compile(pipe.transformer, backend=toca.backend)
+    for change, want in zip(settings, untouched):
+        torch.testing.assert_close(generate(pipe, {**kwargs, **change}), want, rtol=1e-6, atol=1e-6)
+    toca.schedule = toca_compile.ToCaConfig().schedule()  # now cache: interval 3
+    for change in settings:
+        before = toca.stats().partial_steps
+        generate(pipe, {**kwargs, **change})
+        assert toca.stats().partial_steps - before >= 3, change
+    assert any(entry.symbolic for entry in toca.graphs)
+    assert set(toca.stats().uncached) <= {NOTHING_TO_CACHE}

@@ -64,13 +64,13 @@ def test_two_models_of_one_class_on_the_default_backend_keep_separate_caches():
     with torch.no_grad():
         for model, (x, text) in zip(models, inputs):
             torch._dynamo.reset()
-            fast = torch.compile(model, backend=ToCa(default_toca().config).backend)
+            fast = torch.compile(model, backend=ToCa(default_toca().config.replace(compiler="eager")).backend)
             alone.append([fast(x, t, text) for t in ts])
         torch._dynamo.reset()
         fast = [torch.compile(model, backend=toca_backend) for model in models]
         for i, t in enumerate(ts):
             for m, (x, text) in enumerate(inputs):
-                torch.testing.assert_close(fast[m](x, t, text), alone[m][i], **TOL,
+                torch.testing.assert_close(fast[m](x, t, text), alone[m][i], rtol=1e-5, atol=1e-5,  # Inductor
                                            msg=lambda msg: f"model {m}, step {i}: {msg}")
     assert len(default_toca().graphs) == 1  # one graph served both models
     assert default_toca().stats().partial_steps >= 4

@@ -41,15 +41,27 @@ class ToCa:
         if config is not None and not isinstance(config, ToCaConfig):
             raise TypeError(f"config must be a ToCaConfig or None, got {type(config).__name__}")
         self.config = config or ToCaConfig()
-        if schedule is not None:
-            missing = [m for m in _SCHEDULE_METHODS if not callable(getattr(schedule, m, None))]
-            if missing:
-                raise TypeError(f"schedule {type(schedule).__name__} lacks the Schedule method(s) {missing}")
         self._schedule_arg = schedule
-        self.schedule: Schedule = schedule or self.config.schedule()
-        self.flop_sink: list[int] | None = None  # open while toca_compile.flops.counting() runs
         self.lock = threading.RLock()
+        self.flop_sink: list[int] | None = None  # open while toca_compile.flops.counting() runs
         self._init_runtime()
+        self.schedule = schedule or self.config.schedule()
+
+    @property
+    def schedule(self) -> Schedule:
+        """Which steps are full and how many tokens each region refreshes; may be replaced
+        between generations (the variants compiled so far are kept)."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule: Schedule) -> None:
+        missing = [m for m in _SCHEDULE_METHODS if not callable(getattr(schedule, m, None))]
+        if missing:
+            raise TypeError(f"schedule {type(schedule).__name__} lacks the Schedule method(s) {missing}")
+        self._schedule = schedule
+        for entry in self.graphs:
+            for spec in entry.specs.values():
+                spec.forget_decisions()
 
     def _init_runtime(self) -> None:
         self._local = threading.local()

@@ -209,6 +209,10 @@ class Specialization:
             self._count(decisions)
         return fn, state.tensors
 
+    def forget_decisions(self) -> None:
+        """The schedule changed: decide every step again."""
+        self._decisions = {}
+
     def _decisions_at(self, step: int, full: bool) -> dict[int, int]:
         decisions = self._decisions.get((step, full))
         if decisions is None:
