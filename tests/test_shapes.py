@@ -76,14 +76,13 @@ def test_live_shapes_are_bounded_least_recently_used_first():
     assert stats.shapes == 2 and stats.shapes_evicted == 2
 
 
-def test_static_recompiles_share_the_bound_and_warn_before_dynamos_limit(monkeypatch):
+def test_static_recompiles_share_the_bound_and_warn_before_dynamos_limit():
     """With ``dynamic=False`` each shape is a new Dynamo graph of the same code: they share the
     max_shapes budget, and one warning says what happens at Dynamo's recompile limit."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 4)
     model = TinyDiT(SPEC)
     toca = ToCa(CONFIG.replace(max_shapes=2))
     fast = torch.compile(model, backend=toca.backend, dynamic=False)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, torch._dynamo.config.patch(recompile_limit=4):
         warnings.simplefilter("always")
         for tokens in (12, 13, 14, 15):
             check_generation(fast, model, 2, tokens)
