@@ -1,16 +1,11 @@
-"""Small random transformer architectures and an eager reference implementation of ToCa.
+"""Small random transformer architectures for tests: ``ArchSpec`` / ``arch_specs()`` / ``TinyDiT``.
 
-Two things live here, both for tests:
-
-- ``ArchSpec`` / ``arch_specs()`` / ``TinyDiT``: a family of tiny diffusion transformers that
-  covers the block shapes the detector must handle (DiT adaLN blocks, PixArt cross-attention,
-  SD3/FLUX double-stream joint attention, FLUX single-stream parallel blocks), written in the
-  several ways real model code writes the same thing (SDPA positional or keyword, manual
-  softmax attention, explicit or ``-1`` reshapes, no-op dropout and dtype casts).
-- ``ReferenceToCa``: an eager oracle of the caching semantics the compiled backend implements,
-  in every ``ToCaConfig.mode`` (``"toca"``, ``"fora"``, ``"duca"``, ``"taylorseer"``). It
-  calls the blocks' branch methods directly, so it does not depend on any graph analysis;
-  compiled results are compared against it.
+A family of tiny diffusion transformers that covers the block shapes the detector must handle
+(DiT adaLN blocks, PixArt cross-attention, SD3/FLUX double-stream joint attention, FLUX
+single-stream parallel blocks), written in the several ways real model code writes the same
+thing (SDPA positional or keyword, manual softmax attention, explicit or ``-1`` reshapes, no-op
+dropout and dtype casts, graph breaks inside or between blocks). The eager oracle that runs
+these models branch by branch lives in ``oracle.py``.
 
 Block variants. ``cross_attn``, ``joint`` and ``parallel`` are mutually exclusive (at most one
 is set); with none set a block is attention + MLP. Every block of a model has the same variant.
@@ -29,17 +24,14 @@ with no gates, and ``c`` is added to the embedded tokens so the timestep still r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from toca_compile.config import ToCaConfig
-from toca_compile.schedule import Schedule, tokens_for
-from toca_compile.scores import random_scores, staleness_term
 
 __all__ = [
     "ArchSpec",
@@ -49,10 +41,6 @@ __all__ = [
     "region_tokens",
     "make_inputs",
     "timesteps",
-    "RegionState",
-    "ReferenceToCa",
-    "taylor_update",
-    "taylor_forecast",
 ]
 
 Mlp = Literal["gelu", "gelu_tanh", "silu", "swiglu"]
@@ -324,6 +312,17 @@ class DiTBlock(nn.Module):
         q, k, v = self.to_qkv(h).chunk(3, dim=-1)
         return self.to_out(self.attn(q, k, v))
 
+    def attn_heads(self, x: Tensor, mod) -> tuple[Tensor, Tensor, Tensor]:
+        """The self-attention's q, k, v split into heads [B, H, N, D] (what token scores read)."""
+        h = modulate(self.norm1(x), mod[0], mod[1])
+        return tuple(self.attn.split(part) for part in self.to_qkv(h).chunk(3, dim=-1))  # type: ignore[return-value]
+
+    def cross_heads(self, x: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """The cross-attention's q [B, H, N, D] and k [B, H, T, D]."""
+        q = self.cross_q(self.norm_cross(x))
+        k, _ = self.cross_kv(text).chunk(2, dim=-1)
+        return self.attn.split(q), self.attn.split(k)
+
     def gate_attn(self, mod) -> Optional[Tensor]:
         return mod[2]
 
@@ -452,6 +451,10 @@ class ParallelBlock(nn.Module):
         q, k, v = self.to_qkv(h).chunk(3, dim=-1)
         return self.attn(q, k, v)
 
+    def attn_heads(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The attention half's q, k, v split into heads [B, H, N, D]."""
+        return tuple(self.attn.split(part) for part in self.to_qkv(h).chunk(3, dim=-1))  # type: ignore[return-value]
+
     def parallel_mlp(self, h: Tensor) -> Tensor:
         """The MLP half's hidden activations; token-wise."""
         return self.drop(activation(self.spec.mlp, self.mlp_in(h)))
@@ -549,296 +552,3 @@ def timesteps(spec: ArchSpec, steps: int, start: float = 999.0) -> list[Tensor]:
     """Strictly decreasing timesteps [B] of one generation, as a sampler would pass them."""
     values = torch.linspace(start, 0.0, steps) if steps > 1 else torch.tensor([start])
     return [torch.full((spec.batch,), float(v)) for v in values]
-
-
-# --------------------------------------------------------------------------------------------
-# Reference implementation of the caching semantics
-
-
-@dataclass
-class RegionState:
-    """What one region keeps between calls of one CFG branch."""
-
-    kind: str
-    cache: Tensor                       # [B, N, C]: branch output P before the gate
-    stale: Tensor                       # [B, N]: partial steps since each row was recomputed
-    attn: Optional[Tensor] = None       # parallel: merged-heads attention of the last full step
-    selected: Optional[Tensor] = None   # [B, k] rows recomputed at the latest step (None: none)
-    derivs: Optional[list[Tensor]] = None  # TaylorSeer: [d0, d1(, d2)] of P, d0 == cache
-
-
-@dataclass
-class _Pass:
-    """Bookkeeping of one call: which region comes next, and the state it reads/writes."""
-
-    full: bool
-    state: dict[int, RegionState]
-    since_full: int = 0                 # TaylorSeer: steps since this branch's last full step
-    inv1: float = 0.0                   # TaylorSeer: 1/(s - s') at a full step, 0 at the first
-    inv2: float = 0.0                   # TaylorSeer: inv1 from the third full step on, else 0
-    next_region: int = 0
-    block: int = 0
-    visited: list[tuple[int, str]] = field(default_factory=list)
-
-
-class ReferenceToCa:
-    """Eager oracle of ToCa and its sibling modes over a ``TinyDiT``; the backend must match it.
-
-    Step tracking (by ``float(t.max())``): the first call, or one after ``reset()`` or with a
-    larger t than the previous call, starts a generation (step 0, branch 0, state cleared);
-    the same t as before is the next CFG branch of the same step (own caches); a smaller t is
-    the next step (branch 0). Step ``s`` is full iff ``schedule.is_full(s)``; the schedule is
-    ``config.schedule()`` unless one is passed.
-
-    ``state[branch][region_index]`` is a ``RegionState``. A CFG branch that no full step of
-    this generation has filled computes fully even on a partial step (there is nothing to
-    reuse); ``last_full`` says whether the latest call was full.
-
-    Modes (``config.mode``):
-
-    * ``"toca"``: partial steps recompute the top-k rows of token-wise regions and reuse
-      token-mixing regions whole.
-    * ``"fora"``: ``"toca"`` with ratio 0 (``config.schedule()`` sets it): every region
-      reuses its cache on partial steps.
-    * ``"duca"``: on a partial step where ``schedule.aggressive(step)`` holds no block runs;
-      the output is ``final(streams[branch], c)``: the residual stream after the last block,
-      saved at this branch's latest non-aggressive call, under the current step's
-      conditioning ``c``. Region state is untouched on such a step (``last_aggressive``).
-      Other partial steps are ToCa partial steps.
-    * ``"taylorseer"`` (order ``n = config.taylor_order``): no token selection. Every region
-      keeps ``derivs = [d0, .., dn]`` of its branch output P. A full step at ``s`` computes P
-      and sets (:func:`taylor_update`) ``d0 = P``, ``d1 = (P - d0_old)·inv1``,
-      ``d2 = (d1_new - d1_old)·inv2`` with ``inv1 = 1/(s - s')`` (``s'`` the branch's previous
-      full step of this generation; 0 if none) and ``inv2 = inv1`` from the branch's third full
-      step on (else 0). A partial step at ``s`` forecasts (:func:`taylor_forecast`)
-      ``P = d0 + d1·k (+ d2·k²/2)`` with ``k = s - s_f``, ``s_f`` the last full step.
-
-    In every mode ``streams[branch]`` is the residual stream passed to the final layer at the
-    branch's latest non-aggressive call, and ``full_steps[branch]`` lists the steps at which
-    the branch computed fully in this generation.
-    """
-
-    def __init__(self, model: TinyDiT, config: ToCaConfig = ToCaConfig(), schedule: Optional[Schedule] = None) -> None:
-        self.model = model
-        self.config = config
-        self.mode = config.mode
-        self.taylor_order = config.taylor_order
-        self.schedule = schedule if schedule is not None else config.schedule()
-        self.regions = expected_regions(model.spec)
-        self.reset()
-
-    def reset(self) -> None:
-        self.step = 0
-        self.branch = 0
-        self.last_t: Optional[float] = None
-        self._new_generation()
-        self.last_full: Optional[bool] = None
-        self.last_aggressive: Optional[bool] = None
-
-    def _new_generation(self) -> None:
-        self.state: list[dict[int, RegionState]] = []
-        self.streams: list[Optional[Tensor]] = []
-        self.full_steps: list[list[int]] = []
-
-    def _advance(self, t: Tensor) -> None:
-        now = float(t.max())
-        if self.last_t is None or now > self.last_t:
-            self.step, self.branch = 0, 0
-            self._new_generation()
-        elif now == self.last_t:
-            self.branch += 1
-        else:
-            self.step, self.branch = self.step + 1, 0
-        self.last_t = now
-
-    @torch.no_grad()
-    def __call__(self, x: Tensor, t: Tensor, text: Optional[Tensor] = None, *, step: Optional[int] = None,
-                 branch: int = 0, new_generation: bool = False) -> Tensor:
-        """One call. Without ``step`` the call is placed from ``t`` (see the class docstring);
-        with it, the caller says where it stands: ``step``, ``branch`` and, with
-        ``new_generation``, that a new generation starts here (state cleared)."""
-        if step is None:
-            self._advance(t)
-        else:
-            if new_generation:
-                self._new_generation()
-            self.step, self.branch = step, branch
-        while len(self.state) <= self.branch:
-            self.state.append({})
-            self.streams.append(None)
-            self.full_steps.append([])
-        full = self.schedule.is_full(self.step) or not self.state[self.branch]
-        aggressive = self.mode == "duca" and not full and bool(self.schedule.aggressive(self.step))
-        self.last_full, self.last_aggressive = full, aggressive
-        model = self.model
-        h, c, txt = model.embed(x, t, text)
-        if aggressive:  # DuCa: no block runs; the saved stream under the current conditioning
-            return model.final(self.streams[self.branch], c)
-
-        history = self.full_steps[self.branch]
-        if full:
-            if self.mode != "taylorseer":  # TaylorSeer reads the previous derivatives
-                self.state[self.branch] = {}
-            history.append(self.step)
-        run = _Pass(full=full, state=self.state[self.branch], since_full=self.step - history[-1])
-        if full and len(history) >= 2:
-            run.inv1 = 1.0 / (history[-1] - history[-2])
-            run.inv2 = run.inv1 if len(history) >= 3 else 0.0
-
-        for i, block in enumerate(model.blocks):
-            run.block = i
-            if isinstance(block, ParallelBlock):
-                h = self._parallel_block(run, block, h, c)
-            elif isinstance(block, JointBlock):
-                h, txt = self._joint_block(run, block, h, c, txt)
-            else:
-                h = self._dit_block(run, block, h, c, txt)
-        if run.visited != self.regions:
-            raise AssertionError(f"oracle visited {run.visited}, expected_regions says {self.regions}")
-        self.streams[self.branch] = h
-        return model.final(h, c)
-
-    # -- blocks: mirror each block's forward, routing every branch through a region --------
-
-    def _dit_block(self, run: _Pass, block: DiTBlock, x: Tensor, c: Tensor, text: Optional[Tensor]) -> Tensor:
-        mod = block.modulation(c)
-        x = residual(x, block.gate_attn(mod), self._mixing(run, "attn", lambda: block.attn_branch(x, mod)))
-        if block.spec.cross_attn:
-            x = x + self._tokenwise(run, "cross_attn", x, lambda rows: block.cross_branch(rows, text))
-        return residual(x, block.gate_mlp(mod), self._tokenwise(run, "mlp", x, lambda rows: block.mlp_branch(rows, mod)))
-
-    def _joint_block(self, run: _Pass, block: JointBlock, x: Tensor, c: Tensor, text: Tensor):
-        mod = block.modulation(c)
-        both: list[Optional[Tensor]] = []
-
-        def compute() -> Tensor:  # the attention runs once and yields both regions
-            both.extend(block.joint_attn_branch(x, text, mod))
-            return both[0]
-
-        p_img = self._mixing(run, "joint_attn", compute)
-        x = residual(x, block.gate_attn(mod), p_img)
-        if not block.text_continues:
-            return residual(x, block.gate_mlp(mod), self._tokenwise(run, "mlp", x, lambda r: block.mlp_branch(r, mod))), None
-        p_txt = self._mixing(run, "joint_attn", lambda: both[1])
-        text = residual(text, block.gate_attn_text(mod), p_txt)
-        x = residual(x, block.gate_mlp(mod), self._tokenwise(run, "mlp", x, lambda r: block.mlp_branch(r, mod)))
-        p = self._tokenwise(run, "mlp", text, lambda r: block.text_mlp_branch(r, mod))
-        return x, residual(text, block.gate_mlp_text(mod), p)
-
-    def _parallel_block(self, run: _Pass, block: ParallelBlock, x: Tensor, c: Tensor) -> Tensor:
-        mod = block.modulation(c)
-        if self.mode == "taylorseer":
-            return residual(x, block.gate_parallel(mod), self._taylor(run, "parallel", lambda: block.parallel_branch(x, mod)))
-        index, state = self._enter(run, "parallel")
-        if run.full:
-            h = block.parallel_input(x, mod)
-            attn = block.parallel_attn(h)
-            p = block.parallel_out(attn, block.parallel_mlp(h))
-            run.state[index] = RegionState("parallel", p, _fresh_stale(p), attn=attn)
-        else:
-
-            def rows_fn(rows: Tensor, idx: Tensor) -> Tensor:
-                attn_rows = _gather(state.attn, idx)
-                return block.parallel_out(attn_rows, block.parallel_mlp(block.parallel_input(rows, mod)))
-
-            p = self._refresh(run, index, state, x, rows_fn)
-        return residual(x, block.gate_parallel(mod), p)
-
-    # -- regions ------------------------------------------------------------------------------
-
-    def _enter(self, run: _Pass, kind: str) -> tuple[int, Optional[RegionState]]:
-        index = run.next_region
-        run.next_region += 1
-        run.visited.append((run.block, kind))
-        if run.visited[-1:] != self.regions[index : index + 1]:
-            raise AssertionError(f"oracle reached region {run.visited[-1]} at index {index}; expected {self.regions}")
-        return index, run.state.get(index)
-
-    def _mixing(self, run: _Pass, kind: str, compute: Callable[[], Tensor]) -> Tensor:
-        """Token-mixing region: computed on full steps, its cache reused whole otherwise."""
-        if self.mode == "taylorseer":
-            return self._taylor(run, kind, compute)
-        index, state = self._enter(run, kind)
-        if not run.full:
-            state.selected = None
-            return state.cache
-        p = compute()
-        run.state[index] = RegionState(kind, p, _fresh_stale(p))
-        return p
-
-    def _tokenwise(self, run: _Pass, kind: str, x: Tensor, branch: Callable[[Tensor], Tensor]) -> Tensor:
-        """Token-wise region: computed on full steps; on partial steps only for the top-k rows."""
-        if self.mode == "taylorseer":
-            return self._taylor(run, kind, lambda: branch(x))
-        index, state = self._enter(run, kind)
-        if run.full:
-            p = branch(x)
-            run.state[index] = RegionState(kind, p, _fresh_stale(p))
-            return p
-        return self._refresh(run, index, state, x, lambda rows, idx: branch(rows))
-
-    def _taylor(self, run: _Pass, kind: str, compute: Callable[[], Tensor]) -> Tensor:
-        """TaylorSeer region (any kind): full steps compute P and update its derivatives,
-        partial steps forecast P from them; no rows are selected."""
-        index, state = self._enter(run, kind)
-        if not run.full:
-            state.selected = None
-            return taylor_forecast(state.derivs, run.since_full)
-        p = compute()
-        old = state.derivs if state is not None else None
-        derivs = taylor_update(old, p, self.taylor_order, run.inv1, run.inv2)
-        run.state[index] = RegionState(kind, p, _fresh_stale(p), derivs=derivs)
-        return p
-
-    def _refresh(self, run: _Pass, index: int, state: RegionState, x: Tensor, rows_fn) -> Tensor:
-        """Partial step of a token-wise region: score, pick top-k, recompute, write back."""
-        batch, tokens = state.stale.shape
-        if x.shape[:2] != (batch, tokens):
-            raise ValueError(f"region {index}: input {tuple(x.shape)} does not match its cache {tuple(state.cache.shape)}")
-        block = self.regions[index][0]
-        k = tokens_for(self.schedule.ratio(self.step, state.kind, block, self.model.spec.depth), tokens)
-        if k == 0:
-            state.selected = None
-            return state.cache
-        score = random_scores(self.config.seed, self.step, index, batch, tokens).to(x.device)
-        score = score + staleness_term(state.stale, self.config.staleness_weight, tokens)
-        idx = score.topk(k, dim=1).indices                    # [B, k]
-        p_rows = rows_fn(_gather(x, idx), idx)               # [B, k, C]
-        state.cache = state.cache.scatter(1, _row_index(idx, p_rows.shape[-1]), p_rows)
-        state.stale = (state.stale + 1).scatter(1, idx, 0.0)
-        state.selected = idx
-        return state.cache
-
-
-def _fresh_stale(p: Tensor) -> Tensor:
-    return torch.zeros(p.shape[:2], dtype=torch.float32, device=p.device)
-
-
-def _row_index(idx: Tensor, width: int) -> Tensor:
-    return idx[..., None].expand(-1, -1, width)
-
-
-def _gather(x: Tensor, idx: Tensor) -> Tensor:
-    """Rows ``x[b, idx[b]]`` for every batch row b: [B, k, C]."""
-    return x.gather(1, _row_index(idx, x.shape[-1]))
-
-
-def taylor_update(old: Optional[list[Tensor]], p: Tensor, order: int, inv1: float, inv2: float) -> list[Tensor]:
-    """TaylorSeer derivatives after a full step that computed ``p``: ``[d0, d1(, d2)]``.
-
-    ``d0 = p``, ``d1 = (p - d0_old)·inv1``, ``d2 = (d1 - d1_old)·inv2``; a missing old
-    derivative (the branch's first full step) counts as zero and so do its differences.
-    """
-    d1 = (p - old[0]) * inv1 if old is not None else torch.zeros_like(p)
-    derivs = [p, d1]
-    if order >= 2:
-        derivs.append((d1 - old[1]) * inv2 if old is not None else torch.zeros_like(p))
-    return derivs
-
-
-def taylor_forecast(derivs: list[Tensor], k: int) -> Tensor:
-    """``d0 + d1·k (+ d2·k²/2)``: the branch output ``k`` steps after the last full step."""
-    out = derivs[0] + derivs[1] * k
-    if len(derivs) > 2:
-        out = out + derivs[2] * (k * k / 2)
-    return out

@@ -2,6 +2,11 @@ import gc
 
 import pytest
 import torch
+from hypothesis import settings
+
+import profiles  # noqa: F401  (registers the "ci" and "long" hypothesis profiles)
+
+settings.load_profile("ci")  # --hypothesis-profile=long replaces it
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from profiles import examples
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("TOCA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
@@ -30,7 +32,7 @@ speed = _load("speed")
 values = st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=12)
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(st.lists(values, min_size=1, max_size=4))
 def test_pooled_moments_equal_the_statistics_of_all_values(parts):
     pooled_mean, pooled_std = quality._pooled([quality._moments(torch.tensor(p, dtype=torch.float64)) for p in parts])

@@ -5,10 +5,13 @@ These run the rewritten graphs with the eager executor so that many architecture
 test_inductor.py sends a fixed set of them through Inductor.
 """
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
+
+from profiles import examples
 
 import toca_compile
-from architectures import ReferenceToCa, TinyDiT, arch_specs, expected_regions, make_inputs, timesteps
+from architectures import TinyDiT, arch_specs, expected_regions, make_inputs, timesteps
+from oracle import ReferenceToCa
 from toca_compile import ToCa, ToCaConfig
 
 
@@ -16,7 +19,7 @@ def oracle_config(**fields):
     """The settings the reference implements: random scores, no spatial bonus."""
     return ToCaConfig(score="random", spatial_bonus=0.0, **fields)
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = examples(25)
 
 
 def _compiled(model, config):
@@ -106,7 +109,7 @@ def test_a_partial_step_changes_only_the_selected_rows_of_each_cache(spec, ratio
 
 
 @given(arch_specs(depth=1))
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@examples(8)
 def test_no_recompiles_during_or_across_generations(spec):
     model = TinyDiT(spec)
     x, text = make_inputs(spec)

@@ -4,7 +4,8 @@ equals plain ``torch.compile``, and nothing recompiles once both variants exist.
 import pytest
 import torch
 
-from architectures import ArchSpec, ReferenceToCa, TinyDiT, make_inputs, timesteps
+from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
+from oracle import ReferenceToCa
 from toca_compile import ToCa, ToCaConfig
 
 

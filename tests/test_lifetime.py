@@ -12,7 +12,8 @@ import weakref
 import pytest
 import torch
 
-from architectures import ArchSpec, ReferenceToCa, TinyDiT, make_inputs, timesteps
+from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
+from oracle import ReferenceToCa
 from toca_compile import ToCa, ToCaConfig, default_toca, toca_backend
 
 SPEC = ArchSpec(depth=2, width=16, heads=2, batch=2, tokens=12, cross_attn=True, text_tokens=3)

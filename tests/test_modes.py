@@ -1,5 +1,5 @@
 """The sibling modes of ToCa (FORA, DuCa, TaylorSeer): the compiled backend against the eager
-oracle (``architectures.ReferenceToCa``) over whole generations, and the oracle's own semantics
+oracle (``oracle.ReferenceToCa``) over whole generations, and the oracle's own semantics
 on cases whose answer is known without it.
 
 The compiled runs use the eager executor (``compiler="eager"``) and random scores with no
@@ -11,28 +11,28 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from profiles import examples
 
 from architectures import (
     ArchSpec,
     JointBlock,
     ParallelBlock,
-    ReferenceToCa,
     TinyDiT,
     arch_specs,
     expected_regions,
     make_inputs,
-    taylor_forecast,
-    taylor_update,
     timesteps,
 )
+from oracle import ReferenceToCa, taylor_update, taylor_forecast
 from toca_compile import ToCa, ToCaConfig
 
 
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-FEW = settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = examples(12)
+FEW = examples(10)
 
 
 def mode_config(mode: str, **fields) -> ToCaConfig:
@@ -120,8 +120,8 @@ def test_taylorseer_compiled_equals_the_reference(order, spec, interval, branche
 @given(spec=arch_specs(), interval=st.integers(2, 4), seed=st.integers(0, 3))
 def test_fora_oracle_is_toca_with_ratio_zero(spec, interval, seed):
     model = TinyDiT(spec, seed=seed)
-    fora = ReferenceToCa(model, ToCaConfig(mode="fora", interval=interval, ratio=0.5, seed=seed))
-    toca = ReferenceToCa(model, ToCaConfig(interval=interval, ratio=0.0, seed=seed))
+    fora = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, mode="fora", interval=interval, ratio=0.5, seed=seed))
+    toca = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=interval, ratio=0.0, seed=seed))
     inputs = branch_inputs(spec, seed, 2)
     for a, b in zip(run(fora, spec, 2 * interval + 1, inputs, 2), run(toca, spec, 2 * interval + 1, inputs, 2)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -137,7 +137,7 @@ def snapshot(oracle: ReferenceToCa, branch: int = 0) -> dict[int, tuple[torch.Te
 def test_duca_aggressive_step_ignores_the_current_x(spec, seed):
     """Interval 3: steps 0 full, 1 ToCa partial, 2 aggressive, 3 full."""
     model = TinyDiT(spec, seed=seed)
-    config = ToCaConfig(mode="duca", interval=3, ratio=0.4, seed=seed)
+    config = ToCaConfig(score="random", spatial_bonus=0.0, mode="duca", interval=3, ratio=0.4, seed=seed)
     assert [config.schedule().aggressive(s) for s in range(4)] == [False, False, True, False]
     a, b = ReferenceToCa(model, config), ReferenceToCa(model, config)
     x, text = make_inputs(spec, seed)
@@ -173,8 +173,8 @@ def test_duca_aggressive_step_ignores_the_current_x(spec, seed):
 @given(spec=arch_specs(), seed=st.integers(0, 3))
 def test_duca_non_aggressive_partial_step_is_a_toca_step(spec, seed):
     model = TinyDiT(spec, seed=seed)
-    duca = ReferenceToCa(model, ToCaConfig(mode="duca", interval=4, ratio=0.3, seed=seed))
-    toca = ReferenceToCa(model, ToCaConfig(interval=4, ratio=0.3, seed=seed))
+    duca = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, mode="duca", interval=4, ratio=0.3, seed=seed))
+    toca = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=4, ratio=0.3, seed=seed))
     x, text = make_inputs(spec, seed)
     ts = timesteps(spec, 2)
     for t in ts:  # steps 0 (full) and 1 (ToCa partial in both)
@@ -186,7 +186,7 @@ def test_duca_non_aggressive_partial_step_is_a_toca_step(spec, seed):
 @given(spec=arch_specs(), seed=st.integers(0, 3))
 def test_duca_branch_first_seen_on_an_aggressive_step_computes_fully(spec, seed):
     model = TinyDiT(spec, seed=seed)
-    oracle = ReferenceToCa(model, ToCaConfig(mode="duca", interval=3, ratio=0.3, seed=seed))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, mode="duca", interval=3, ratio=0.3, seed=seed))
     x, text = make_inputs(spec, seed)
     t0, t1, t2 = timesteps(spec, 3)
     oracle(x, t0, text)
@@ -209,11 +209,11 @@ class FullAt:
     def module_full(self, step: int, kind: str) -> bool:
         return False
 
-    def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
-        return 0.0
-
     def aggressive(self, step: int) -> bool:
         return False
+
+    def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
+        return 0.0
 
 
 def linear_model(spec: ArchSpec, seed: int) -> TinyDiT:
@@ -253,7 +253,7 @@ def test_taylorseer_forecasts_a_linear_branch_output_exactly(order, full_steps, 
     later partial step equals the uncached model; the second difference stays 0 (order 2:
     at the second full step it is not formed yet, afterwards the slope does not change)."""
     model = linear_model(spec, seed)
-    oracle = ReferenceToCa(model, ToCaConfig(mode="taylorseer", taylor_order=order), schedule=FullAt(frozenset(full_steps)))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, mode="taylorseer", taylor_order=order), schedule=FullAt(frozenset(full_steps)))
     g = torch.Generator().manual_seed(seed + 100)
     x0 = torch.randn(spec.batch, spec.tokens, spec.width, generator=g)
     dx = torch.randn(spec.batch, spec.tokens, spec.width, generator=g)
@@ -282,7 +282,7 @@ def test_taylorseer_forecasts_a_linear_branch_output_exactly(order, full_steps, 
 @given(spec=arch_specs(), interval=st.integers(2, 3), seed=st.integers(0, 3))
 def test_taylorseer_full_steps_are_the_plain_model_and_all_regions_forecast(spec, interval, seed):
     model = TinyDiT(spec, seed=seed)
-    oracle = ReferenceToCa(model, ToCaConfig(mode="taylorseer", interval=interval, taylor_order=2, seed=seed))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, mode="taylorseer", interval=interval, taylor_order=2, seed=seed))
     x, text = make_inputs(spec, seed)
     with torch.no_grad():
         for s, t in enumerate(timesteps(spec, 2 * interval + 1)):

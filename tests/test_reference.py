@@ -1,4 +1,4 @@
-"""Tests of the eager ToCa oracle (``architectures.ReferenceToCa``) on its own.
+"""Tests of the eager ToCa oracle (``oracle.ReferenceToCa``) on its own.
 
 The compiled backend is checked against this oracle, so the oracle must itself be right:
 these tests pin down its semantics without any compiler involved.
@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from profiles import examples
 
 from architectures import (
     MIXING,
@@ -16,7 +18,6 @@ from architectures import (
     JointBlock,
     ParallelBlock,
     residual,
-    ReferenceToCa,
     TinyDiT,
     arch_specs,
     expected_regions,
@@ -24,12 +25,13 @@ from architectures import (
     region_tokens,
     timesteps,
 )
+from oracle import ReferenceToCa
 from toca_compile.config import ToCaConfig
 from toca_compile.schedule import tokens_for
 from toca_compile.scores import random_scores
 
 
-FEW = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEW = examples(20)
 
 
 def snapshot(oracle: ReferenceToCa, branch: int = 0) -> dict[int, dict[str, torch.Tensor]]:
@@ -55,7 +57,7 @@ def text_stream(spec: ArchSpec) -> set[int]:
 @given(spec=arch_specs(), seed=st.integers(0, 3))
 def test_interval_one_is_the_plain_model(spec, seed):
     model = TinyDiT(spec, seed=seed)
-    oracle = ReferenceToCa(model, ToCaConfig(interval=1, ratio=0.3, seed=seed))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=1, ratio=0.3, seed=seed))
     x, text = make_inputs(spec, seed)
     with torch.no_grad():
         for t in timesteps(spec, 3):
@@ -67,7 +69,7 @@ def test_interval_one_is_the_plain_model(spec, seed):
 @given(spec=arch_specs())
 def test_ratio_one_recomputes_tokenwise_regions_and_reuses_attention(spec):
     model = TinyDiT(spec)
-    oracle = ReferenceToCa(model, ToCaConfig(interval=3, ratio=1.0))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=3, ratio=1.0))
     x, text = make_inputs(spec)
     t0, t1 = timesteps(spec, 2)
     oracle(x, t0, text)
@@ -92,7 +94,7 @@ def test_ratio_one_recomputes_tokenwise_regions_and_reuses_attention(spec):
 @given(spec=arch_specs(), ratio=st.floats(0.05, 0.95), interval=st.integers(3, 5))
 def test_partial_step_rewrites_exactly_the_selected_rows(spec, ratio, interval):
     model = TinyDiT(spec)
-    oracle = ReferenceToCa(model, ToCaConfig(interval=interval, ratio=ratio))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=interval, ratio=ratio))
     x, text = make_inputs(spec)
     ts = timesteps(spec, 3)
     oracle(x, ts[0], text)
@@ -140,7 +142,7 @@ def test_recomputed_rows_equal_the_branch_on_all_rows(spec, ratio):
     recomputed row equals the branch evaluated on every token, read at that row.
     """
     model = TinyDiT(spec)
-    oracle = ReferenceToCa(model, ToCaConfig(interval=3, ratio=ratio))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=3, ratio=ratio))
     x, text = make_inputs(spec)
     t0, t1 = timesteps(spec, 2)
     oracle(x, t0, text)
@@ -177,7 +179,7 @@ def test_recomputed_rows_equal_the_branch_on_all_rows(spec, ratio):
 def test_heavy_staleness_refreshes_the_other_half_next(spec, seed):
     """With a dominant staleness term, a half-ratio step picks exactly the rows skipped before."""
     model = TinyDiT(spec)
-    oracle = ReferenceToCa(model, ToCaConfig(interval=10, ratio=0.5, staleness_weight=100.0, seed=seed))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=10, ratio=0.5, staleness_weight=100.0, seed=seed))
     x, text = make_inputs(spec)
     ts = timesteps(spec, 3)
     oracle(x, ts[0], text)
@@ -195,7 +197,7 @@ def test_heavy_staleness_refreshes_the_other_half_next(spec, seed):
 @given(spec=arch_specs(), interval=st.integers(1, 3))
 def test_sequential_cfg_branches_have_separate_state(spec, interval):
     model = TinyDiT(spec)
-    config = ToCaConfig(interval=interval, ratio=0.25)
+    config = ToCaConfig(score="random", spatial_bonus=0.0, interval=interval, ratio=0.25)
     shared, only_cond, only_uncond = (ReferenceToCa(model, config) for _ in range(3))
     x, text = make_inputs(spec, seed=0)
     x_u, text_u = make_inputs(spec, seed=1)  # the "unconditional" branch sees other inputs
@@ -212,7 +214,7 @@ def test_sequential_cfg_branches_have_separate_state(spec, interval):
 @given(spec=arch_specs(), interval=st.integers(2, 3))
 def test_timestep_going_up_starts_a_new_generation(spec, interval):
     model = TinyDiT(spec)
-    config = ToCaConfig(interval=interval, ratio=0.3)
+    config = ToCaConfig(score="random", spatial_bonus=0.0, interval=interval, ratio=0.3)
     oracle = ReferenceToCa(model, config)
     x, text = make_inputs(spec)
     x2, text2 = make_inputs(spec, seed=5)
@@ -230,7 +232,7 @@ def test_timestep_going_up_starts_a_new_generation(spec, interval):
 def test_reset_starts_a_new_generation_even_at_lower_t():
     spec = ArchSpec(cross_attn=True)
     model = TinyDiT(spec)
-    config = ToCaConfig(interval=3, ratio=0.3)
+    config = ToCaConfig(score="random", spatial_bonus=0.0, interval=3, ratio=0.3)
     oracle, fresh = ReferenceToCa(model, config), ReferenceToCa(model, config)
     x, text = make_inputs(spec)
     ts = timesteps(spec, 4)
@@ -245,7 +247,7 @@ def test_reset_starts_a_new_generation_even_at_lower_t():
 def test_branch_first_seen_on_a_partial_step_computes_fully():
     spec = ArchSpec()
     model = TinyDiT(spec)
-    oracle = ReferenceToCa(model, ToCaConfig(interval=3))
+    oracle = ReferenceToCa(model, ToCaConfig(score="random", spatial_bonus=0.0, interval=3))
     x, _ = make_inputs(spec)
     t0, t1, t2 = timesteps(spec, 3)
     oracle(x, t0)
@@ -258,7 +260,7 @@ def test_branch_first_seen_on_a_partial_step_computes_fully():
     assert not oracle.last_full  # from now on the new branch has caches to reuse
 
 
-@settings(max_examples=30, deadline=None)
+@examples(30)
 @given(spec=arch_specs())
 def test_specs_are_valid_and_regions_well_formed(spec):
     assert spec.width % spec.heads == 0
@@ -271,7 +273,7 @@ def test_specs_are_valid_and_regions_well_formed(spec):
 
 @pytest.mark.parametrize("flag", ["cross_attn", "joint", "parallel"])
 def test_strategy_pins_fields(flag):
-    @settings(max_examples=5, deadline=None)
+    @examples(5)
     @given(spec=arch_specs(**{flag: True, "adaln": False, "depth": 2}))
     def check(spec):
         assert getattr(spec, flag) and not spec.adaln and spec.depth == 2

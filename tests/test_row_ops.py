@@ -1,6 +1,8 @@
 """Row gather/scatter helpers agree with a per-element Python loop for any axis layout."""
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
+
+from profiles import examples
 
 from toca_compile.row_ops import put_rows, refresh_staleness, take_rows
 from toca_compile.token_scores import select_tokens
@@ -24,7 +26,7 @@ def _indices(shape, batch_axis, token_axis, k, seed):
 
 
 @given(layouts())
-@settings(max_examples=60, deadline=None)
+@examples(60)
 def test_take_rows_matches_loop(layout):
     shape, b_ax, t_ax, k, seed = layout
     t = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
@@ -38,7 +40,7 @@ def test_take_rows_matches_loop(layout):
 
 
 @given(layouts())
-@settings(max_examples=60, deadline=None)
+@examples(60)
 def test_put_rows_writes_exactly_the_selected_rows(layout):
     shape, b_ax, t_ax, k, seed = layout
     cache = torch.randn(shape, generator=torch.Generator().manual_seed(seed))

@@ -7,10 +7,13 @@ from __future__ import annotations
 import threading
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from architectures import ArchSpec, ReferenceToCa, TinyDiT, arch_specs, make_inputs, timesteps
+from profiles import examples
+
+from architectures import ArchSpec, TinyDiT, arch_specs, make_inputs, timesteps
+from oracle import ReferenceToCa
 from toca_compile import ToCa, ToCaConfig, default_toca, toca_backend
 
 CONFIG = ToCaConfig(interval=3, ratio=0.4, score="random", spatial_bonus=0.0, compiler="eager")
@@ -28,7 +31,7 @@ def generation(fast, oracle, spec, inputs, steps=7, start=999.0):
 
 @given(st.sampled_from(["inside", "between"]).flatmap(lambda where: arch_specs(depth=3, graph_break=where)),
        st.integers(0, 2**16))
-@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@examples(10)
 def test_graph_breaks_inside_and_between_blocks_follow_the_eager_rule(spec, seed):
     """"inside": Dynamo compiles the block once and calls that graph for every block with the
     block's own weights; each block must keep its own caches."""

@@ -3,6 +3,7 @@ fresh caches that start with a full step, while the first shape's caches stay in
 import torch
 
 from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
+from oracle import ReferenceToCa
 from toca_compile import ToCa, ToCaConfig
 
 SPEC = ArchSpec(depth=2, width=16, heads=2, mlp="gelu", norm="layer", adaln=True, attention="sdpa",
@@ -35,8 +36,6 @@ def test_new_shapes_and_dtypes_get_fresh_state_starting_with_a_full_step():
 def test_switching_batch_size_between_generations_keeps_stepping_correctly():
     """A second shape has its own graph and step clock: its generation must step (and match the
     reference) even though the first graph is no longer called."""
-    from architectures import ReferenceToCa
-
     model = TinyDiT(SPEC)
     config = ToCaConfig(interval=2, ratio=0.4, score="random", spatial_bonus=0.0, compiler="eager")
     toca = ToCa(config)

@@ -5,8 +5,10 @@ import math
 import pickle
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from profiles import examples
 
 from toca_compile import ToCaConfig
 from toca_compile.presets import DESCRIPTIONS, PRESETS, get_preset
@@ -191,7 +193,7 @@ schedules = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(schedule=schedules, step=st.integers(-5, 300), kind=st.sampled_from(KINDS),
        num_blocks=st.integers(1, 60), data=st.data())
 def test_ratio_is_in_unit_interval_and_k_never_exceeds_n(schedule, step, kind, num_blocks, data):
@@ -202,7 +204,7 @@ def test_ratio_is_in_unit_interval_and_k_never_exceeds_n(schedule, step, kind, n
     assert 0 <= tokens_for(ratio, tokens) <= tokens
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(start=st.floats(-3, 3), end=st.floats(-3, 3), num_blocks=st.integers(2, 60),
        span=st.one_of(st.none(), st.integers(1, 40)))
 def test_layer_factor_is_monotone_over_depth(start, end, num_blocks, span):
@@ -235,7 +237,7 @@ def test_a_generation_needs_at_most_step_levels_partial_variants(name, layout):
         assert all(0 <= k <= t for k, t in zip(plan, tokens))
 
 
-@settings(max_examples=20, deadline=None)
+@examples(20)
 @given(levels=st.integers(1, 8), name=st.sampled_from(["dit-ddim-50", "dit-ddpm-250", "pixart-dpm-20"]))
 def test_step_levels_bounds_the_variants_of_step_dependent_presets(levels, name):
     schedule = get_preset(name, step_levels=levels)

@@ -9,7 +9,8 @@ import warnings
 import pytest
 import torch
 
-from architectures import ArchSpec, ReferenceToCa, TinyDiT, timesteps
+from architectures import ArchSpec, TinyDiT, timesteps
+from oracle import ReferenceToCa
 from toca_compile import ToCa, ToCaConfig, ToCaWarning
 
 SPEC = ArchSpec(depth=2, width=16, heads=2, batch=2, tokens=12, cross_attn=True, text_tokens=3)

@@ -1,7 +1,9 @@
 """How an inferred timestep sequence maps to generations, steps and CFG branches, and how an
 explicit generation places calls (toca_compile.clock)."""
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from profiles import examples
 
 from toca_compile.clock import JUMP, ExplicitGeneration, TimestepClock
 
@@ -44,7 +46,7 @@ def test_a_new_generation_starting_lower_after_an_aborted_one_is_a_jump():
 
 
 @given(st.floats(1.0, JUMP))
-@settings(max_examples=25, deadline=None)
+@examples(25)
 def test_steps_that_grow_slower_than_the_jump_factor_continue_the_generation(growth):
     ts, t, delta = [], 1000.0, 10.0
     for _ in range(6):

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from architectures import ArchSpec, ReferenceToCa, TinyDiT, make_inputs, timesteps
+from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
+from oracle import ReferenceToCa
 from diffusers_zoo import ZOO
 from host_reads import host_reads
 from toca_compile import ToCa, ToCaConfig, ToCaWarning

@@ -4,7 +4,9 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
+
+from profiles import examples
 
 from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
 from toca_compile import ToCa, ToCaConfig
@@ -25,7 +27,7 @@ def _explicit_received_over_rows(q, k, rows):
 
 
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(8, 48), st.integers(0, 1000))
-@settings(max_examples=30, deadline=None)
+@examples(30)
 def test_attention_received_estimate_is_the_explicit_map_over_strided_query_rows(batch, heads, n, seed):
     g = torch.Generator().manual_seed(seed)
     q, k = torch.randn(batch, heads, n, 8, generator=g), torch.randn(batch, heads, n, 8, generator=g)

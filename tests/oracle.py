@@ -1,0 +1,536 @@
+"""The eager oracle of token-wise caching, written from the definitions (the ToCa paper and
+DESIGN.md, the settings documented in the README), sharing no code with toca_compile.
+
+Everything the compiled path decides is re-derived here in plain eager code: which steps are
+full (the interval rule and the published presets' formulas, with the README's bucketing of the
+step factor), how many tokens a region refreshes, the seeded random draw, the staleness counter,
+and every token score (s1 attention received from sampled query rows, s2 cross-attention
+entropy, s3 staleness, s4 spatial spread, DuCa's value norms). ``ReferenceToCa`` applies them
+to a ``TinyDiT`` by calling its blocks branch by branch, so no graph analysis is involved either;
+the compiled backend is compared with it: outputs, selected rows and the cache tensors.
+
+Modes (``config.mode``):
+
+* ``"toca"``: partial steps recompute the top-k rows of token-wise regions (MLP, cross-attention,
+  parallel) and reuse token-mixing ones (self- and joint attention) whole.
+* ``"fora"``: ratio 0, every region reuses its cache on partial steps.
+* ``"duca"``: every second partial step after a full one is *aggressive*: no block runs, the
+  residual stream saved at the branch's latest other call goes to the final layer under the
+  current step's conditioning.
+* ``"taylorseer"``: no selection; full steps store finite differences of each branch output
+  ``d0 = P``, ``d1 = (P - d0_old)/(s - s')``, ``d2 = (d1 - d1_old)/(s - s')`` (from the branch's
+  second / third full step on), partial steps forecast ``d0 + d1 k (+ d2 k^2/2)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from architectures import DiTBlock, JointBlock, ParallelBlock, TinyDiT, expected_regions, residual
+
+MIXING = ("attn", "joint_attn")
+TOKENWISE = ("mlp", "cross_attn", "parallel")
+
+
+# ---------------------------------------------------------------------------------------------
+# How many tokens, which steps
+
+
+def refreshed_tokens(ratio: float, tokens: int) -> int:
+    """k = ceil(ratio · N) (at least 1 when the ratio is positive, at most N)."""
+    if not ratio > 0:
+        return 0
+    return min(tokens, max(1, math.ceil(ratio * tokens - 1e-9)))
+
+
+def _snap(value: float, lo: float, hi: float, levels: Optional[int]) -> float:
+    """The README's bucketing: the nearest of ``levels`` evenly spaced values in [lo, hi]."""
+    if levels is None:
+        return value
+    if hi - lo <= 1e-12:
+        return lo
+    if levels == 1:
+        return (lo + hi) / 2
+    width = (hi - lo) / (levels - 1)
+    j = min(max(round((value - lo) / width), 0), levels - 1)
+    return lo + j * width
+
+
+@dataclass
+class OracleSchedule:
+    """Full steps, module refreshes, aggressive steps and ratios of one configuration.
+
+    ``rule`` is ``"every"`` (full when ``step % interval == 0``), ``"threshold"`` (the official
+    DiT / PixArt code), ``"after3"`` (FLUX: 3 full steps, then every ``interval`` counted from step
+    2) or ``"cycles"`` (OpenSora: 3 full steps, then per-kind cycles; full when all are due).
+    The ratio of a token-wise region is ``base · step(i) · layer(l) · module(kind)``, clamped to
+    [0, 1]; token-mixing kinds get 0.
+    """
+
+    steps: int
+    rule: str = "every"
+    interval: int = 3
+    base: float = 0.15
+    count_down: bool = False
+    weight: float = 0.0                     # threshold rule: th = N / (1 ± w ∓ 2w s/T)
+    sensitive: bool = False                 # DiT: th = 2 for s in [0.2T, 0.4T)
+    step_from_to: tuple[float, float] = (1.0, 1.0)
+    layer_from_to: tuple[float, float] = (1.0, 1.0)
+    layer_span: Optional[int] = None        # None: the model's last block
+    parallel_offset: int = 0                # FLUX counts single-stream blocks from 0
+    module: dict = field(default_factory=lambda: {"mlp": 1.0, "cross_attn": 1.0, "parallel": 1.0})
+    cycles: dict = field(default_factory=dict)
+    levels: Optional[int] = 4
+    duca: bool = False
+
+    def is_full(self, i: int) -> bool:
+        if self.rule == "every":
+            return i % self.interval == 0
+        if self.rule == "after3":
+            return i < 3 or (i - 2) % self.interval == 0
+        if self.rule == "cycles":
+            return i < 3 or all(i % c == 0 for c in self.cycles.values())
+        T, N = self.steps, self.interval
+        s = T - 1 - i if self.count_down else i
+        if self.sensitive and int(0.2 * T) <= s < int(0.4 * T):
+            th = 2
+        else:
+            w = self.weight
+            th = max(1, round(N / ((1 + w - 2 * w * s / T) if self.count_down else (1 - w + 2 * w * s / T))))
+        return i == 0 or s % th == 0
+
+    def module_full(self, i: int, kind: str) -> bool:
+        cycle = self.cycles.get(kind)
+        return cycle is not None and not self.is_full(i) and i >= 3 and i % cycle == 0
+
+    def since_full(self, i: int) -> int:
+        n = 0
+        while i - n > 0 and not self.is_full(i - n):
+            n += 1
+        return n
+
+    def aggressive(self, i: int) -> bool:
+        since = self.since_full(i)
+        return self.duca and since > 0 and since % 2 == 0
+
+    def _raw_step(self, i: int) -> float:
+        T = self.steps
+        progress = 1 - (T - 1 - i) / T if self.count_down else i / T
+        start, end = self.step_from_to
+        return max(0.0, start + (end - start) * progress)
+
+    def step_factor(self, i: int) -> float:
+        if self.levels is None:
+            return self._raw_step(i)
+        if not hasattr(self, "_range"):  # over the conservative partial steps of one generation
+            conservative = [self._raw_step(j) for j in range(self.steps) if not self.is_full(j) and not self.aggressive(j)]
+            reference = conservative or [self._raw_step(j) for j in range(self.steps)]
+            self._range = (min(reference), max(reference))
+        return _snap(self._raw_step(i), *self._range, self.levels)
+
+    def ratio(self, i: int, kind: str, block: int, num_blocks: int) -> float:
+        if kind in MIXING:
+            return 0.0
+        if self.module_full(i, kind):
+            return 1.0
+        layer = max(block - (self.parallel_offset if kind == "parallel" else 0), 0)
+        span = self.layer_span if self.layer_span is not None else max(num_blocks - 1, 1)
+        start, end = self.layer_from_to
+        value = self.base * self.step_factor(i) * (start + (end - start) * layer / span) * self.module.get(kind, 1.0)
+        return 0.0 if value != value else min(max(value, 0.0), 1.0)
+
+
+def _dit(steps: int, interval: int, step: tuple[float, float], layer: tuple[float, float]) -> OracleSchedule:
+    return OracleSchedule(steps, "threshold", interval, 0.07, count_down=True, weight=0.4, sensitive=True,
+                          step_from_to=step, layer_from_to=layer,
+                          module={"mlp": 2.5, "cross_attn": 2.5, "parallel": 2.5})
+
+
+def _flux(interval: int) -> OracleSchedule:
+    return OracleSchedule(50, "after3", interval, 0.1, layer_from_to=(1.5, 0.5), layer_span=27, parallel_offset=19,
+                          module={"mlp": 0.4, "cross_attn": 0.4, "parallel": 1.6}, levels=4)
+
+
+PUBLISHED = {
+    "dit-ddim-50": lambda: _dit(50, 3, (-1.0, 3.0), (0.8, 1.2)),
+    "dit-ddpm-250": lambda: _dit(250, 4, (0.6, 1.4), (1.8, 0.2)),
+    "pixart-dpm-20": lambda: OracleSchedule(20, "threshold", 3, 0.3, weight=0.2, step_from_to=(1.9, 0.1),
+                                            layer_from_to=(1.6, 0.4),
+                                            module={"cross_attn": 0.6, "mlp": 1.6, "parallel": 1.6}),
+    "opensora-rflow-30": lambda: OracleSchedule(30, "cycles", 3, 0.1, cycles={"attn": 3, "joint_attn": 3,
+                                                "cross_attn": 6, "mlp": 3, "parallel": 3},
+                                                module={"cross_attn": 0.0, "mlp": 1.495, "parallel": 1.495}),
+    "flux-50-n4": lambda: _flux(4),
+    "flux-50-n5": lambda: _flux(5),
+    "flux-50-n6": lambda: _flux(6),
+    "fora": lambda: OracleSchedule(50, "every", 3, 0.0),
+    "default": lambda: OracleSchedule(50, "every", 3, 0.15),
+}
+
+
+def oracle_schedule(config) -> OracleSchedule:
+    """The schedule a ``ToCaConfig`` describes (its fields read as documented)."""
+    if config.preset is not None:
+        schedule = PUBLISHED[config.preset]()
+    else:
+        schedule = OracleSchedule(10**9, "every", config.interval, config.ratio, levels=None)
+    if config.mode == "fora":
+        schedule.base = 0.0
+    schedule.duca = config.mode == "duca"
+    return schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# Token scores
+
+
+def seeded_draw(seed: int, step: int, region: int, batch: int, tokens: int) -> Tensor:
+    """The random score: uniform [0, 1) from a CPU generator seeded by
+    ``(seed · 1000003 + step · 7919 + region · 104729) mod (2^63 - 1)``, region numbered in call
+    order across the model call."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919 + region * 104_729) % (2**63 - 1))
+    return torch.rand(batch, tokens, generator=g)
+
+
+def l2(x: Tensor) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def received_attention(q: Tensor, k: Tensor, queries: int) -> Tensor:
+    """s1: column sums of the head-mean attention map over ``queries`` evenly strided query rows
+    (``floor(i·N/m)``; all rows when m >= N), l2-normalised over the tokens."""
+    n = q.shape[-2]
+    rows = list(range(n)) if queries >= n else [int(i * n / queries) for i in range(queries)]
+    probs = torch.softmax((q[..., rows, :].double() @ k.double().transpose(-1, -2)) / math.sqrt(q.shape[-1]), -1)
+    return l2(probs.mean(dim=1).sum(dim=-2)).float()
+
+
+def cross_attention_entropy(q: Tensor, k: Tensor, halves: bool) -> Tensor:
+    """s2: l2normalise(1 + H) of each token's head-mean cross-attention distribution over the text,
+    the CFG halves averaged when they share their choice."""
+    probs = torch.softmax((q.double() @ k.double().transpose(-1, -2)) / math.sqrt(q.shape[-1]), -1).mean(dim=1)
+    entropy = -(probs * torch.log(probs + 1e-7)).sum(dim=-1)
+    if halves and entropy.shape[0] % 2 == 0:
+        h = entropy.shape[0] // 2
+        entropy = torch.cat([(entropy[:h] + entropy[h:]) / 2] * 2)
+    return l2(1 + entropy).float()
+
+
+def value_norm_score(v: Tensor) -> Tensor:
+    """DuCa: l2normalise(Σ_heads (1 - ‖v_h‖))."""
+    return l2((1 - v.double().norm(dim=-1)).sum(dim=1)).float()
+
+
+def spatial_spread(score: Tensor, cell: int, bonus: float) -> Tensor:
+    """s4 for tokens on a line (no patch grid): in each run of cell² consecutive tokens the best
+    one (every one tied for best) gains ``bonus · max(score)``."""
+    if bonus == 0 or cell <= 1:
+        return score
+    size = cell * cell
+    out = score.clone()
+    top = score.max(dim=-1).values
+    for start in range(0, score.shape[-1], size):
+        chunk = score[:, start:start + size]
+        best = chunk == chunk.max(dim=-1, keepdim=True).values
+        out[:, start:start + size] = chunk + best.float() * (bonus * top[:, None])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference
+
+
+@dataclass
+class RegionState:
+    """What one region keeps between calls of one CFG branch."""
+
+    kind: str
+    cache: Tensor                       # [B, N, C]: branch output P before the gate
+    stale: Tensor                       # [B, N]: partial steps since each row was recomputed
+    base: Optional[Tensor] = None       # [B, N]: score of the last full step (None: random draws)
+    attn: Optional[Tensor] = None       # parallel: merged-heads attention of the last full step
+    selected: Optional[Tensor] = None   # [B, k] rows recomputed at the latest step (None: none)
+    derivs: Optional[list[Tensor]] = None  # TaylorSeer: [d0, d1(, d2)] of P, d0 == cache
+
+
+@dataclass
+class _Pass:
+    """Bookkeeping of one call."""
+
+    full: bool
+    state: dict[int, RegionState]
+    step: int
+    since_full: int = 0
+    inv1: float = 0.0
+    inv2: float = 0.0
+    next_region: int = 0
+    block: int = 0
+    visited: list[tuple[int, str]] = field(default_factory=list)
+    scores: dict[str, Tensor] = field(default_factory=dict)   # this block's scores, when computed
+
+
+def taylor_update(old: Optional[list[Tensor]], p: Tensor, order: int, inv1: float, inv2: float) -> list[Tensor]:
+    """Differences after a full step that computed ``p``; a first full step has none."""
+    d1 = (p - old[0]) * inv1 if old is not None and inv1 else torch.zeros_like(p)
+    derivs = [p, d1]
+    if order >= 2:
+        derivs.append((d1 - old[1]) * inv2 if old is not None and inv2 else torch.zeros_like(p))
+    return derivs
+
+
+def taylor_forecast(derivs: list[Tensor], k: int) -> Tensor:
+    out = derivs[0] + derivs[1] * k
+    if len(derivs) > 2:
+        out = out + derivs[2] * (k * k / 2)
+    return out
+
+
+class ReferenceToCa:
+    """The oracle over a ``TinyDiT``; the compiled backend must match it.
+
+    Placement: ``oracle(x, t, text)`` follows a falling timestep (the first call, or a larger t
+    than before, starts a generation; the same t is the next CFG branch; a smaller t the next
+    step); ``oracle(x, t, text, step=i, branch=b, new_generation=...)`` is told.
+
+    A branch that no full step of this generation has filled computes fully.
+    ``state[branch][region]`` is a ``RegionState``; ``last_full`` / ``last_aggressive`` say what
+    the latest call was; ``streams[branch]`` is the residual stream before the final layer at
+    the branch's latest non-aggressive call.
+
+    Score sources (``config.score``, used only when partial steps select tokens): a token-wise
+    region of a block scores with that block's self-attention when it is an SDPA over exactly the
+    region's tokens (DiT and parallel blocks; joint text+image attention and hand-written softmax
+    attention give random draws), plus ``entropy_weight`` × s2 from the block's cross-attention
+    for ``"attention"``. The base score is refreshed when the region and its score sources
+    compute fully. Staleness adds ``staleness_weight · count / N``.
+    """
+
+    def __init__(self, model: TinyDiT, config, schedule: Optional[OracleSchedule] = None) -> None:
+        self.model = model
+        self.config = config
+        self.mode = config.mode
+        self.schedule = schedule if schedule is not None else oracle_schedule(config)
+        self.regions = expected_regions(model.spec)
+        spec = model.spec
+        self.num_blocks = spec.depth
+        selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
+        self.scored = config.score != "random" and selects and spec.attention == "sdpa" and not spec.joint
+        self.reset()
+
+    def reset(self) -> None:
+        self.step = 0
+        self.branch = 0
+        self.last_t: Optional[float] = None
+        self._new_generation()
+        self.last_full: Optional[bool] = None
+        self.last_aggressive: Optional[bool] = None
+
+    def _new_generation(self) -> None:
+        self.state: list[dict[int, RegionState]] = []
+        self.streams: list[Optional[Tensor]] = []
+        self.full_steps: list[list[int]] = []
+
+    def _advance(self, t: Tensor) -> None:
+        now = float(t.max())
+        if self.last_t is None or now > self.last_t:
+            self.step, self.branch = 0, 0
+            self._new_generation()
+        elif now == self.last_t:
+            self.branch += 1
+        else:
+            self.step, self.branch = self.step + 1, 0
+        self.last_t = now
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, t: Tensor, text: Optional[Tensor] = None, *, step: Optional[int] = None,
+                 branch: int = 0, new_generation: bool = False) -> Tensor:
+        if step is None:
+            self._advance(t)
+        else:
+            if new_generation:
+                self._new_generation()
+            self.step, self.branch = step, branch
+        while len(self.state) <= self.branch:
+            self.state.append({})
+            self.streams.append(None)
+            self.full_steps.append([])
+        full = self.schedule.is_full(self.step) or not self.state[self.branch]
+        aggressive = self.mode == "duca" and not full and self.schedule.aggressive(self.step)
+        self.last_full, self.last_aggressive = full, aggressive
+        model = self.model
+        h, c, txt = model.embed(x, t, text)
+        if aggressive:
+            return model.final(self.streams[self.branch], c)
+        history = self.full_steps[self.branch]
+        if full:
+            if self.mode != "taylorseer":
+                self.state[self.branch] = {}
+            history.append(self.step)
+        run = _Pass(full=full, state=self.state[self.branch], step=self.step, since_full=self.step - history[-1])
+        if full and len(history) >= 2:
+            run.inv1 = 1.0 / (history[-1] - history[-2])
+            run.inv2 = run.inv1 if len(history) >= 3 else 0.0
+        for i, block in enumerate(model.blocks):
+            run.block, run.scores = i, {}
+            if isinstance(block, ParallelBlock):
+                h = self._parallel_block(run, block, h, c)
+            elif isinstance(block, JointBlock):
+                h, txt = self._joint_block(run, block, h, c, txt)
+            else:
+                h = self._dit_block(run, block, h, c, txt)
+        if run.visited != self.regions:
+            raise AssertionError(f"oracle visited {run.visited}, expected_regions says {self.regions}")
+        self.streams[self.branch] = h
+        return model.final(h, c)
+
+    # -- decisions ------------------------------------------------------------------------
+    def _computes(self, run: _Pass, kind: str) -> bool:
+        """Whether a region of ``kind`` computes fully on this call."""
+        return run.full or self.schedule.module_full(run.step, kind)
+
+    def _ratio(self, run: _Pass, kind: str) -> float:
+        return self.schedule.ratio(run.step, kind, run.block, self.num_blocks)
+
+    # -- blocks ---------------------------------------------------------------------------
+    def _dit_block(self, run: _Pass, block: DiTBlock, x: Tensor, c: Tensor, text: Optional[Tensor]) -> Tensor:
+        mod = block.modulation(c)
+        if self.scored and self._computes(run, "attn"):
+            q, k, v = block.attn_heads(x, mod)
+            run.scores["self"] = (received_attention(q, k, self.config.score_queries) if self.config.score == "attention"
+                                  else value_norm_score(v))
+        x = residual(x, block.gate_attn(mod), self._mixing(run, "attn", lambda: block.attn_branch(x, mod)))
+        entropy = (self.scored and block.spec.cross_attn and self.config.score == "attention"
+                   and self.config.entropy_weight > 0)
+        owners = ("attn", "cross_attn") if entropy else ("attn",)
+        if block.spec.cross_attn:
+            if entropy and self._computes(run, "cross_attn"):
+                q, k = block.cross_heads(x, text)
+                run.scores["cross"] = cross_attention_entropy(q, k, self.config.cfg_shared)
+            x = x + self._tokenwise(run, "cross_attn", x, lambda rows, idx: block.cross_branch(rows, text), owners)
+        return residual(x, block.gate_mlp(mod),
+                        self._tokenwise(run, "mlp", x, lambda rows, idx: block.mlp_branch(rows, mod), owners))
+
+    def _joint_block(self, run: _Pass, block: JointBlock, x: Tensor, c: Tensor, text: Tensor):
+        mod = block.modulation(c)
+        both: list[Optional[Tensor]] = []
+
+        def compute() -> Tensor:
+            both.extend(block.joint_attn_branch(x, text, mod))
+            return both[0]
+
+        x = residual(x, block.gate_attn(mod), self._mixing(run, "joint_attn", compute))
+        if not block.text_continues:
+            return residual(x, block.gate_mlp(mod),
+                            self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ())), None
+        text = residual(text, block.gate_attn_text(mod), self._mixing(run, "joint_attn", lambda: both[1]))
+        x = residual(x, block.gate_mlp(mod), self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ()))
+        p = self._tokenwise(run, "mlp", text, lambda r, i: block.text_mlp_branch(r, mod), ())
+        return x, residual(text, block.gate_mlp_text(mod), p)
+
+    def _parallel_block(self, run: _Pass, block: ParallelBlock, x: Tensor, c: Tensor) -> Tensor:
+        mod = block.modulation(c)
+        if self.mode == "taylorseer":
+            return residual(x, block.gate_parallel(mod), self._taylor(run, "parallel", lambda: block.parallel_branch(x, mod)))
+        index, state = self._enter(run, "parallel")
+        if self._computes(run, "parallel") or state is None:
+            hin = block.parallel_input(x, mod)
+            attn = block.parallel_attn(hin)
+            p = block.parallel_out(attn, block.parallel_mlp(hin))
+            base = None
+            if self.scored:
+                q, k, v = block.attn_heads(hin)
+                base = (received_attention(q, k, self.config.score_queries) if self.config.score == "attention"
+                        else value_norm_score(v))
+            run.state[index] = RegionState("parallel", p, _zeros(p), base=base, attn=attn)
+            return residual(x, block.gate_parallel(mod), p)
+
+        def rows_fn(rows: Tensor, idx: Tensor) -> Tensor:
+            return block.parallel_out(_gather(state.attn, idx), block.parallel_mlp(block.parallel_input(rows, mod)))
+
+        return residual(x, block.gate_parallel(mod), self._refresh(run, index, state, x, rows_fn))
+
+    # -- regions --------------------------------------------------------------------------
+    def _enter(self, run: _Pass, kind: str) -> tuple[int, Optional[RegionState]]:
+        index = run.next_region
+        run.next_region += 1
+        run.visited.append((run.block, kind))
+        if run.visited[-1:] != self.regions[index: index + 1]:
+            raise AssertionError(f"oracle reached region {run.visited[-1]} at index {index}; expected {self.regions}")
+        return index, run.state.get(index)
+
+    def _mixing(self, run: _Pass, kind: str, compute: Callable[[], Tensor]) -> Tensor:
+        if self.mode == "taylorseer":
+            return self._taylor(run, kind, compute)
+        index, state = self._enter(run, kind)
+        if not self._computes(run, kind) and state is not None:
+            state.selected = None
+            return state.cache
+        p = compute()
+        run.state[index] = RegionState(kind, p, _zeros(p))
+        return p
+
+    def _tokenwise(self, run: _Pass, kind: str, x: Tensor, branch: Callable[[Tensor, Tensor], Tensor],
+                   owners: tuple[str, ...]) -> Tensor:
+        if self.mode == "taylorseer":
+            return self._taylor(run, kind, lambda: branch(x, None))
+        index, state = self._enter(run, kind)
+        if self._computes(run, kind) or state is None:
+            p = branch(x, None)
+            base = state.base if state is not None else None
+            if self.scored and "self" in run.scores and all(self._computes(run, o) for o in owners):
+                base = run.scores["self"]
+                if "cross" in run.scores:
+                    base = base + self.config.entropy_weight * run.scores["cross"]
+            run.state[index] = RegionState(kind, p, _zeros(p), base=base)
+            return p
+        return self._refresh(run, index, state, x, branch)
+
+    def _taylor(self, run: _Pass, kind: str, compute: Callable[[], Tensor]) -> Tensor:
+        index, state = self._enter(run, kind)
+        if not run.full:
+            state.selected = None
+            return taylor_forecast(state.derivs, run.since_full)
+        p = compute()
+        old = state.derivs if state is not None else None
+        run.state[index] = RegionState(kind, p, _zeros(p),
+                                       derivs=taylor_update(old, p, self.config.taylor_order, run.inv1, run.inv2))
+        return p
+
+    def _refresh(self, run: _Pass, index: int, state: RegionState, x: Tensor, rows_fn) -> Tensor:
+        """Partial step of a token-wise region: score, pick the top k, recompute them, write back."""
+        batch, tokens = state.stale.shape
+        if x.shape[:2] != (batch, tokens):
+            raise ValueError(f"region {index}: input {tuple(x.shape)} does not match its cache {tuple(state.cache.shape)}")
+        k = refreshed_tokens(self._ratio(run, state.kind), tokens)
+        if k == 0:
+            state.selected = None
+            return state.cache
+        config = self.config
+        base = state.base if state.base is not None else seeded_draw(config.seed, run.step, index, batch, tokens)
+        score = base.to(x.device) + state.stale * (config.staleness_weight / tokens)
+        score = spatial_spread(score, config.spatial_cell, config.spatial_bonus)
+        idx = score.topk(k, dim=1).indices
+        if config.cfg_shared and batch % 2 == 0:
+            idx = torch.cat([idx[: batch // 2]] * 2)
+        p_rows = rows_fn(_gather(x, idx), idx)
+        cache = state.cache.clone()
+        for b in range(batch):
+            cache[b, idx[b]] = p_rows[b].to(cache.dtype)
+        stale = state.stale + 1
+        for b in range(batch):
+            stale[b, idx[b]] = 0.0
+        state.cache, state.stale, state.selected = cache, stale, idx
+        return cache
+
+
+def _zeros(p: Tensor) -> Tensor:
+    return torch.zeros(p.shape[:2], dtype=torch.float32, device=p.device)
+
+
+def _gather(x: Tensor, idx: Tensor) -> Tensor:
+    """Rows ``x[b, idx[b]]`` of every batch row b: [B, k, ...]."""
+    return torch.stack([x[b, idx[b]] for b in range(x.shape[0])])
