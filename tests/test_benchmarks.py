@@ -3,7 +3,6 @@ agree, and both scripts run end to end on the small model (with the quick eager 
 import importlib.util
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from hypothesis import strategies as st
 from profiles import examples
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("TOCA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
 def _load(name: str):
@@ -96,11 +94,10 @@ def test_layers_caps_every_block_list_without_building_the_full_model(name, list
     assert [len(getattr(model, attr)) for attr in lists] == [2] * len(lists)
 
 
-@pytest.mark.skipif(not (DATA / "SHA256SUMS").is_file(), reason=f"MNIST not found in {DATA}")
-def test_quality_script_runs_and_rebuilds_from_its_json(tmp_path):
+def test_quality_script_runs_and_rebuilds_from_its_json(tmp_path, mnist_dir):
     out = tmp_path / "q"
     quality.main(["--rows", "original,fora-N2", "--samples", "10", "--batch", "10", "--seeds", "2",
-                  "--threads", "1", "--data", str(DATA), "--out", str(out)])
+                  "--threads", "1", "--data", str(mnist_dir), "--out", str(out)])
     saved = json.loads((out / "quality.json").read_text())
     assert len(saved["records"]) == 4  # 2 rows x 2 seed sets
     fora = next(r for r in saved["rows"] if r["name"] == "fora-N2")

@@ -2,26 +2,11 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
-pytest.importorskip("torchmetrics")
-pytest.importorskip("scipy")
-
-from toca_compile import metrics, zoo  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("TOCA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
-needs_data = pytest.mark.skipif(
-    not (DATA / "SHA256SUMS").is_file(), reason=f"MNIST not found in {DATA} (set TOCA_MNIST_DIR)"
-)
-needs_classifier = pytest.mark.skipif(
-    not (REPO / "toca_compile" / "assets" / zoo.CLASSIFIER_ASSET).is_file(), reason="classifier weights missing"
-)
-
+from toca_compile import metrics, zoo
 
 
 def _images(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -111,15 +96,13 @@ def test_frechet_rejects_bad_shapes():
 
 
 @pytest.fixture(scope="module")
-def mnist_test():
+def mnist_test(mnist_dir):
     from toca_compile.mnist import load_mnist
 
-    images, labels = load_mnist(DATA, "test")
+    images, labels = load_mnist(mnist_dir, "test")
     return images[:1000], labels[:1000]
 
 
-@needs_data
-@needs_classifier
 def test_accuracy_on_real_digits(mnist_test):
     images, labels = mnist_test
     classifier = zoo.load_mnist_classifier()
@@ -130,8 +113,6 @@ def test_accuracy_on_real_digits(mnist_test):
     assert metrics.class_accuracy(zoo.to_model_range(images), (labels + 1) % 10, classifier) < 0.1
 
 
-@needs_data
-@needs_classifier
 def test_classifier_fid_real_vs_degraded(mnist_test):
     images, _ = mnist_test
     classifier = zoo.load_mnist_classifier()

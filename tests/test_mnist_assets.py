@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import struct
 import sys
@@ -23,10 +22,6 @@ from toca_compile.mnist import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("TOCA_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
-needs_data = pytest.mark.skipif(
-    not (DATA / "SHA256SUMS").is_file(), reason=f"MNIST not found in {DATA} (set TOCA_MNIST_DIR)"
-)
 SMALL = FILES["test"][1]  # t10k-labels-idx1-ubyte.gz, a few KB
 
 
@@ -55,20 +50,18 @@ def test_read_idx_synthetic(tmp_path):
         read_idx(tmp_path / "bad")
 
 
-@needs_data
-def test_load_real_mnist():
-    images, labels = load_mnist(DATA, "test")
+def test_load_real_mnist(mnist_dir):
+    images, labels = load_mnist(mnist_dir, "test")
     assert images.dtype == torch.uint8 and images.shape == (10000, 28, 28)
     assert labels.dtype == torch.uint8 and labels.shape == (10000,)
     assert labels.max().item() == 9 and torch.bincount(labels.long()).min().item() > 800
     assert images.max().item() == 255 and images.float().mean().item() == pytest.approx(33.8, abs=1.0)
-    _, train_labels = read_idx(DATA / FILES["train"][0]), read_idx(DATA / FILES["train"][1])
+    _, train_labels = read_idx(mnist_dir / FILES["train"][0]), read_idx(mnist_dir / FILES["train"][1])
     assert train_labels.shape == (60000,)
 
 
-@needs_data
-def test_checksum_mismatch_names_the_file(tmp_path):
-    shutil.copyfile(DATA / SMALL, tmp_path / SMALL)
+def test_checksum_mismatch_names_the_file(tmp_path, mnist_dir):
+    shutil.copyfile(mnist_dir / SMALL, tmp_path / SMALL)
     _write_sums(tmp_path, [SMALL])
     verify_files(tmp_path, [SMALL])  # matches
     _write_sums(tmp_path, [SMALL], digest="0" * 64)
@@ -76,9 +69,8 @@ def test_checksum_mismatch_names_the_file(tmp_path):
         verify_files(tmp_path, [SMALL])
 
 
-@needs_data
-def test_corrupted_file_is_rejected(tmp_path):
-    shutil.copyfile(DATA / SMALL, tmp_path / SMALL)
+def test_corrupted_file_is_rejected(tmp_path, mnist_dir):
+    shutil.copyfile(mnist_dir / SMALL, tmp_path / SMALL)
     _write_sums(tmp_path, [SMALL])
     data = bytearray((tmp_path / SMALL).read_bytes())
     data[-1] ^= 0xFF
@@ -145,9 +137,8 @@ def test_classifier_shapes(classifier):
         assert classifier.features(x).shape == (5, zoo.MNISTClassifier.feature_dim)
 
 
-@needs_data
-def test_classifier_on_real_digits(classifier):
-    images, labels = load_mnist(DATA, "test")
+def test_classifier_on_real_digits(classifier, mnist_dir):
+    images, labels = load_mnist(mnist_dir, "test")
     with torch.no_grad():
         pred = classifier(zoo.to_model_range(images[:200])).argmax(1)
     assert (pred == labels[:200].long()).float().mean().item() >= 0.97
