@@ -56,6 +56,7 @@ __all__ = [
     "TIMESTEP_CONVENTIONS",
     "timestep_schedule",
     "timestep_of",
+    "steps_of",
     "call",
     "first_tensor",
     "CountingBackend",
@@ -79,6 +80,11 @@ class ZooEntry:
     fullgraph_ok: whether torch.compile(..., fullgraph=True) traces.
     image_tokens: number of image/video/audio latent tokens (after patching).
     mlp_streams, attn_streams, decoys: see the module docstring.
+    reused_kinds: token-wise region kinds that the model source makes token-mixing or hides the
+        token axis of (a depthwise convolution in the MLP, text and video tokens concatenated and
+        sliced back inside the branch), so that a partial step must reuse them whole; every
+        other MLP, cross-attention and parallel region is refreshed per token. Self- and joint
+        attention are always reused whole.
     notes: how the blocks are wired, and what is unusual about them.
     """
 
@@ -93,6 +99,7 @@ class ZooEntry:
     mlp_streams: dict[str, int] = field(default_factory=dict)
     attn_streams: dict[str, int] = field(default_factory=dict)
     decoys: dict[str, int] = field(default_factory=dict)
+    reused_kinds: tuple[str, ...] = ()
     notes: str = ""
 
     @property
@@ -498,6 +505,7 @@ def _cogvideox():
 _register(
     ZooEntry(
         name="CogVideoXTransformer3DModel",
+        reused_kinds=("mlp",),
         build=_cogvideox,
         num_blocks={"joint_attn": 4, "mlp": 4},
         mlp_streams={"image": 2, "text": 2},
@@ -790,6 +798,7 @@ def _sana():
 _register(
     ZooEntry(
         name="SanaTransformer2DModel",
+        reused_kinds=("mlp",),
         build=_sana,
         num_blocks={"attn": 2, "cross_attn": 2, "mlp": 2},
         mlp_streams={"image": 2},
@@ -1076,6 +1085,7 @@ def _hunyuan_video():
 _register(
     ZooEntry(
         name="HunyuanVideoTransformer3DModel",
+        reused_kinds=("parallel",),
         build=_hunyuan_video,
         num_blocks={"attn": 1, "joint_attn": 2, "mlp": 3, "parallel": 2},
         attn_streams={"text": 1},
@@ -1660,6 +1670,23 @@ def timestep_of(entry: ZooEntry, model: nn.Module, args: tuple, kwargs: dict) ->
         return kwargs[entry.timestep_arg]
     bound = inspect.signature(model.forward).bind_partial(*args, **kwargs)
     return bound.arguments.get(entry.timestep_arg)
+
+
+def steps_of(entry: ZooEntry, model: nn.Module, args: tuple, kwargs: dict, steps: int):
+    """``steps`` calls of one generation: the entry's inputs with a later timestep each step (the
+    value halved, so the sequence falls), passed where the zoo put it (positional or keyword)."""
+    import inspect
+
+    name = entry.timestep_arg
+    params = list(inspect.signature(model.forward).parameters)
+    position = params.index(name) if name not in kwargs else None
+    t = kwargs[name] if position is None else args[position]
+    for _ in range(steps):
+        if position is None:
+            yield args, {**kwargs, name: t}
+        else:
+            yield (*args[:position], t, *args[position + 1:]), kwargs
+        t = t // 2 if not t.is_floating_point() else t * 0.5
 
 
 def trace_count(model: nn.Module, args: tuple, kwargs: dict, fullgraph: bool) -> tuple[int, int]:

@@ -1,38 +1,17 @@
 """Real diffusers transformers at tiny random-weight configs: every block's regions are
 found, ``interval=1`` reproduces the model, and partial steps run with fewer FLOPs."""
-import inspect
-
 import pytest
 import torch
 
 import toca_compile
 from checks import assert_caching_active
-from diffusers_zoo import ZOO, first_tensor
+from diffusers_zoo import ZOO, first_tensor, steps_of
 from toca_compile import ToCa, ToCaConfig
 from toca_compile.flops import counting
 
 REQUIRED = ["DiTTransformer2DModel", "PixArtTransformer2DModel", "SD3Transformer2DModel",
             "FluxTransformer2DModel", "LatteTransformer3DModel"]
 OTHERS = [name for name in ZOO if name not in REQUIRED]
-
-
-def _later(t: torch.Tensor) -> torch.Tensor:
-    """The timestep of a later denoising step (same dtype, smaller value)."""
-    return t // 2 if not t.is_floating_point() else t * 0.5
-
-
-def _calls(model, entry, args, kwargs, steps):
-    """``steps`` calls with decreasing timesteps, the timestep passed where the zoo put it."""
-    name = entry.timestep_arg
-    params = list(inspect.signature(model.forward).parameters)
-    position = params.index(name) if name not in kwargs else None
-    t = kwargs[name] if position is None else args[position]
-    for _ in range(steps):
-        if position is None:
-            yield args, {**kwargs, name: t}
-        else:
-            yield (*args[:position], t, *args[position + 1:]), kwargs
-        t = _later(t)
 
 
 # Models whose graph breaks split blocks across graphs: what is found there is pinned so that
@@ -60,7 +39,7 @@ def _check_model(name):
     toca = ToCa(ToCaConfig(interval=1, compiler="eager"))
     fast = torch.compile(model, backend=toca.backend, fullgraph=entry.fullgraph_ok and entry.graphs == 1, dynamic=False)
     with torch.no_grad():
-        for a, kw in _calls(model, entry, args, kwargs, 2):
+        for a, kw in steps_of(entry, model, args, kwargs, 2):
             torch.testing.assert_close(first_tensor(fast(*a, **kw)), first_tensor(model(*a, **kw)), rtol=1e-5, atol=1e-5)
     assert_caching_active(toca)  # interval 1 through the rewritten graphs, not a fallback
 
@@ -68,7 +47,7 @@ def _check_model(name):
     toca = ToCa(ToCaConfig(interval=3, ratio=0.25, compiler="eager"))
     fast = torch.compile(model, backend=toca.backend, fullgraph=entry.fullgraph_ok and entry.graphs == 1, dynamic=False)
     with torch.no_grad():
-        (a0, kw0), (a1, kw1) = list(_calls(model, entry, args, kwargs, 2))
+        (a0, kw0), (a1, kw1) = list(steps_of(entry, model, args, kwargs, 2))
         fast(*a0, **kw0)
         fast(*a1, **kw1)  # warm-up: both variants compiled
         toca.reset()
@@ -104,7 +83,7 @@ def test_models_with_graph_breaks_give_the_same_generation_twice(name):
     runs = []
     with torch.no_grad():
         for _ in range(3):
-            runs.append([first_tensor(fast(*a, **kw)) for a, kw in _calls(model, entry, args, kwargs, 5)])
+            runs.append([first_tensor(fast(*a, **kw)) for a, kw in steps_of(entry, model, args, kwargs, 5)])
     for a, b in zip(runs[1], runs[2]):
         assert torch.equal(a, b)
     for a, b in zip(runs[0], runs[1]):
