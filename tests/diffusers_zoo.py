@@ -1617,6 +1617,23 @@ _register(
 )
 
 
+# The rest of the transformer classes diffusers ships, one module per family group; each module
+# imports the helpers above and registers its entries (so this import comes after them).
+import zoo_more_1, zoo_more_2, zoo_more_3, zoo_more_4, zoo_more_5, zoo_more_6, zoo_more_7, zoo_more_8  # noqa: E402,F401,I001
+
+
+def transformer_classes() -> list[str]:
+    """Every model class ``diffusers.models.transformers`` exports (what the zoo must cover)."""
+    import inspect
+
+    import diffusers.models.transformers as transformers
+    from diffusers.models import ModelMixin
+
+    return sorted(name for name in dir(transformers) if not name.startswith("_")
+                  and inspect.isclass(getattr(transformers, name))
+                  and issubclass(getattr(transformers, name), ModelMixin))
+
+
 # --------------------------------------------------------------------------------------------
 # checking
 # --------------------------------------------------------------------------------------------

@@ -90,3 +90,13 @@ def test_models_with_graph_breaks_give_the_same_generation_twice(name):
         assert torch.equal(a, b)
     stats = toca.stats()
     assert stats.generations == 3 and stats.partial_steps == 3 * 3 and stats.full_steps == 3 * 2
+
+
+def test_the_zoo_covers_every_transformer_class_diffusers_ships():
+    """A class added to diffusers fails this until the zoo builds it (ZOO for denoisers, EXTRA
+    for transformers that are not DiT denoisers, each with its reason in the notes)."""
+    from diffusers_zoo import EXTRA, transformer_classes
+
+    covered = {name.split("[")[0] for name in [*ZOO, *EXTRA]}
+    missing = [name for name in transformer_classes() if name not in covered]
+    assert not missing, f"diffusers transformer classes without a zoo entry: {missing}"

@@ -1,0 +1,3 @@
+"""More diffusers transformers for the test zoo (group 4); each entry registers itself in
+diffusers_zoo.ZOO (denoisers) or EXTRA (transformers that are not DiT denoisers)."""
+from __future__ import annotations
