@@ -27,8 +27,9 @@ def main() -> None:
             warnings.simplefilter("ignore")
             report = toca_compile.inspect(model, *args, **kwargs)
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.kinds().items())) or "none"
-        rows = sum(1 for g in report.graphs for p in g.plans if p.partial)
-        reuse = sum(1 for g in report.graphs for p in g.plans if not p.partial)
+        # a graph after a graph break can serve several blocks: count its regions per call
+        rows = sum(max(g.calls, 1) for g in report.graphs for p in g.plans if p.partial)
+        reuse = sum(max(g.calls, 1) for g in report.graphs for p in g.plans if not p.partial)
         print(f"| {name} | {len(report.graphs)} | {kinds} | {rows} | {reuse} |", flush=True)
 
 

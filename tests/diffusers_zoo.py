@@ -57,6 +57,7 @@ __all__ = [
     "timestep_schedule",
     "timestep_of",
     "steps_of",
+    "expects_reuse",
     "call",
     "first_tensor",
     "CountingBackend",
@@ -85,6 +86,8 @@ class ZooEntry:
         sliced back inside the branch), so that a partial step must reuse them whole; every
         other MLP, cross-attention and parallel region is refreshed per token. Self- and joint
         attention are always reused whole.
+    reused_labels: the same for single regions, as ``fnmatch`` patterns of region labels
+        (``"text_conv_layer.*.mlp"``), where one kind has both (see :func:`expects_reuse`).
     notes: how the blocks are wired, and what is unusual about them.
     """
 
@@ -100,6 +103,7 @@ class ZooEntry:
     attn_streams: dict[str, int] = field(default_factory=dict)
     decoys: dict[str, int] = field(default_factory=dict)
     reused_kinds: tuple[str, ...] = ()
+    reused_labels: tuple[str, ...] = ()
     notes: str = ""
 
     @property
@@ -1622,6 +1626,15 @@ _register(
 import zoo_more_1, zoo_more_2, zoo_more_3, zoo_more_4, zoo_more_5, zoo_more_6, zoo_more_7, zoo_more_8  # noqa: E402,F401,I001
 
 
+def expects_reuse(entry: ZooEntry, kind: str, label: str) -> bool:
+    """Whether the model source makes a region of ``kind`` labelled ``label`` reused whole on
+    partial steps (self- and joint attention always; token-wise kinds as the entry records)."""
+    import fnmatch
+
+    return (kind in ("attn", "joint_attn") or kind in entry.reused_kinds
+            or any(fnmatch.fnmatchcase(label, pattern) for pattern in entry.reused_labels))
+
+
 def transformer_classes() -> list[str]:
     """Every model class ``diffusers.models.transformers`` exports (what the zoo must cover)."""
     import inspect
@@ -1728,6 +1741,8 @@ def _check(entry: ZooEntry, strict: bool = False) -> dict:
     assert torch.isfinite(ref).all(), f"{entry.name}: non-finite output"
     t = timestep_of(entry, model, args, kwargs)
     want = _t(entry.timestep_convention)
+    if t is not None and want is not None and t.dim() > 1:  # per-frame / per-token timesteps [B, ...]
+        t = t.reshape(t.shape[0], -1)[:, 0]
     assert (t is None and want is None) or torch.equal(t, want), f"{entry.name}: timestep {t} != {want}"
     t0 = time.perf_counter()
     graphs, breaks = trace_count(model, args, kwargs, fullgraph=False)
@@ -1792,4 +1807,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main(sys.argv[1:]))
+    import diffusers_zoo  # the module (not this __main__ copy) that zoo_more_* register into
+
+    sys.exit(diffusers_zoo.main(sys.argv[1:]))

@@ -20,7 +20,7 @@ Selection uses the seeded random score plus staleness (``oracle.py``); steps are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.fx as fx
@@ -119,7 +119,8 @@ class _Interpreter(fx.Interpreter):
         if oracle.reused(region):
             return state.cache
         batch, tokens = region.batch, region.tokens
-        assert tuple(value.shape[:2]) == (batch, tokens), f"{region.label}: cache point {tuple(value.shape)}"
+        axes = (region.batch_axis, region.token_axis)  # the stream's layout, as detection found it
+        assert (value.shape[axes[0]], value.shape[axes[1]]) == (batch, tokens), f"{region.label}: {tuple(value.shape)}"
         ratio = oracle.schedule.ratio(oracle.step, region.kind, region.block, oracle.num_blocks(self.graph_))
         k = refreshed_tokens(ratio, tokens)
         if k == 0:
@@ -130,7 +131,8 @@ class _Interpreter(fx.Interpreter):
         idx = score.topk(k, dim=1).indices
         cache, stale = state.cache.clone(), state.stale + 1
         for b in range(batch):
-            cache[b, idx[b]] = value[b, idx[b]]
+            rows = (b, idx[b]) if axes == (0, 1) else (idx[b], b)
+            cache[rows] = value[rows]
             stale[b, idx[b]] = 0.0
         state.cache, state.stale = cache, stale
         return cache
@@ -139,11 +141,11 @@ class _Interpreter(fx.Interpreter):
 class GraphOracle:
     """The backend; ``begin(step, new_generation)`` before each model call."""
 
-    def __init__(self, config, reused_kinds: tuple[str, ...] = ()) -> None:
+    def __init__(self, config, reused: Callable[[str, str], bool] = lambda kind, label: kind in MIXING) -> None:
         assert config.score == "random" and config.spatial_bonus == 0 and config.mode == "toca"
         self.config = config
         self.schedule = oracle_schedule(config)
-        self.reused_kinds = set(MIXING) | set(reused_kinds)
+        self.reused_by_source = reused
         self.graphs: list[_Graph] = []
         self.caches: dict[tuple, dict[int, _RegionCache]] = {}
         self.step, self.offset = 0, 0
@@ -160,7 +162,8 @@ class GraphOracle:
         self.step, self.offset, self.counts = step, 0, {}
 
     def reused(self, region) -> bool:
-        return region.kind in self.reused_kinds
+        """Reused whole on partial steps, as the model source says (kind, region label)."""
+        return self.reused_by_source(region.kind, region.label)
 
     def num_blocks(self, graph: _Graph) -> int:
         return 1 + max((r.block for r in graph.regions), default=-1)

@@ -24,13 +24,20 @@ Modes (``config.mode``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
+from architectures import (
+    DiTBlock,
+    JointBlock,
+    ParallelBlock,
+    TinyDiT,
+    _kw,
+    expected_regions,
+    residual,
+)
 from torch import Tensor
-
-from architectures import DiTBlock, JointBlock, ParallelBlock, TinyDiT, expected_regions, residual
 
 MIXING = ("attn", "joint_attn")
 TOKENWISE = ("mlp", "cross_attn", "parallel")
@@ -47,7 +54,7 @@ def refreshed_tokens(ratio: float, tokens: int) -> int:
     return min(tokens, max(1, math.ceil(ratio * tokens - 1e-9)))
 
 
-def _snap(value: float, lo: float, hi: float, levels: Optional[int]) -> float:
+def _snap(value: float, lo: float, hi: float, levels: int | None) -> float:
     """The README's bucketing: the nearest of ``levels`` evenly spaced values in [lo, hi]."""
     if levels is None:
         return value
@@ -80,11 +87,11 @@ class OracleSchedule:
     sensitive: bool = False                 # DiT: th = 2 for s in [0.2T, 0.4T)
     step_from_to: tuple[float, float] = (1.0, 1.0)
     layer_from_to: tuple[float, float] = (1.0, 1.0)
-    layer_span: Optional[int] = None        # None: the model's last block
+    layer_span: int | None = None        # None: the model's last block
     parallel_offset: int = 0                # FLUX counts single-stream blocks from 0
     module: dict = field(default_factory=lambda: {"mlp": 1.0, "cross_attn": 1.0, "parallel": 1.0})
     cycles: dict = field(default_factory=dict)
-    levels: Optional[int] = 4
+    levels: int | None = 4
     duca: bool = False
 
     def is_full(self, i: int) -> bool:
@@ -141,7 +148,7 @@ class OracleSchedule:
         span = self.layer_span if self.layer_span is not None else max(num_blocks - 1, 1)
         start, end = self.layer_from_to
         value = self.base * self.step_factor(i) * (start + (end - start) * layer / span) * self.module.get(kind, 1.0)
-        return 0.0 if value != value else min(max(value, 0.0), 1.0)
+        return 0.0 if math.isnan(value) else min(max(value, 0.0), 1.0)
 
 
 def _dit(steps: int, interval: int, step: tuple[float, float], layer: tuple[float, float]) -> OracleSchedule:
@@ -225,14 +232,24 @@ def value_norm_score(v: Tensor) -> Tensor:
     return l2((1 - v.double().norm(dim=-1)).sum(dim=1)).float()
 
 
-def spatial_spread(score: Tensor, cell: int, bonus: float) -> Tensor:
-    """s4 for tokens on a line (no patch grid): in each run of cell² consecutive tokens the best
-    one (every one tied for best) gains ``bonus · max(score)``."""
+def spatial_spread(score: Tensor, cell: int, bonus: float, grid: tuple[int, ...] = ()) -> Tensor:
+    """s4: in each cell×cell square of the token grid (h, w) (row-major tokens; both sides
+    multiples of ``cell``), else in each run of cell² consecutive tokens (tokens on a line), the
+    best token (every one tied for best) gains ``bonus · max(score)``."""
     if bonus == 0 or cell <= 1:
         return score
     size = cell * cell
     out = score.clone()
     top = score.max(dim=-1).values
+    if len(grid) == 2 and grid[0] % cell == 0 and grid[1] % cell == 0 and grid[0] * grid[1] == score.shape[-1]:
+        h, w = grid
+        for r in range(0, h, cell):
+            for col in range(0, w, cell):
+                rows = [(r + i) * w + col + j for i in range(cell) for j in range(cell)]
+                chunk = score[:, rows]
+                best = chunk == chunk.max(dim=-1, keepdim=True).values
+                out[:, rows] = chunk + best.float() * (bonus * top[:, None])
+        return out
     for start in range(0, score.shape[-1], size):
         chunk = score[:, start:start + size]
         best = chunk == chunk.max(dim=-1, keepdim=True).values
@@ -251,10 +268,10 @@ class RegionState:
     kind: str
     cache: Tensor                       # [B, N, C]: branch output P before the gate
     stale: Tensor                       # [B, N]: partial steps since each row was recomputed
-    base: Optional[Tensor] = None       # [B, N]: score of the last full step (None: random draws)
-    attn: Optional[Tensor] = None       # parallel: merged-heads attention of the last full step
-    selected: Optional[Tensor] = None   # [B, k] rows recomputed at the latest step (None: none)
-    derivs: Optional[list[Tensor]] = None  # TaylorSeer: [d0, d1(, d2)] of P, d0 == cache
+    base: Tensor | None = None       # [B, N]: score of the last full step (None: random draws)
+    attn: Tensor | None = None       # parallel: merged-heads attention of the last full step
+    selected: Tensor | None = None   # [B, k] rows recomputed at the latest step (None: none)
+    derivs: list[Tensor] | None = None  # TaylorSeer: [d0, d1(, d2)] of P, d0 == cache
 
 
 @dataclass
@@ -273,7 +290,7 @@ class _Pass:
     scores: dict[str, Tensor] = field(default_factory=dict)   # this block's scores, when computed
 
 
-def taylor_update(old: Optional[list[Tensor]], p: Tensor, order: int, inv1: float, inv2: float) -> list[Tensor]:
+def taylor_update(old: list[Tensor] | None, p: Tensor, order: int, inv1: float, inv2: float) -> list[Tensor]:
     """Differences after a full step that computed ``p``; a first full step has none."""
     d1 = (p - old[0]) * inv1 if old is not None and inv1 else torch.zeros_like(p)
     derivs = [p, d1]
@@ -302,36 +319,46 @@ class ReferenceToCa:
     the branch's latest non-aggressive call.
 
     Score sources (``config.score``, used only when partial steps select tokens): a token-wise
-    region of a block scores with that block's self-attention when it is an SDPA over exactly the
-    region's tokens (DiT and parallel blocks; joint text+image attention and hand-written softmax
-    attention give random draws), plus ``entropy_weight`` × s2 from the block's cross-attention
-    for ``"attention"``. The base score is refreshed when the region and its score sources
+    region of a block scores with that block's (first) self-attention when it is an SDPA over
+    exactly the region's tokens with no mask (DiT and parallel blocks; joint text+image
+    attention, hand-written softmax attention and masked attention give random draws), plus
+    ``entropy_weight`` × s2 from the block's cross-attention for ``"attention"``. The scores
+    read q and k as the attention op receives them (after qk-norm, rotary embedding and the
+    grouped-query expansion). A block called twice scores each call with that call's attention.
+    The spatial bonus uses the patch grid of the wrapper's convolution for regions with exactly
+    that many tokens (no registers) when the model has no graph breaks (a graph without the
+    convolution has no grid: tokens on a line). The base score is refreshed when the region and its score sources
     compute fully. Staleness adds ``staleness_weight · count / N``.
     """
 
-    def __init__(self, model: TinyDiT, config, schedule: Optional[OracleSchedule] = None) -> None:
+    def __init__(self, model: TinyDiT, config, schedule: OracleSchedule | None = None) -> None:
         self.model = model
         self.config = config
         self.mode = config.mode
         self.schedule = schedule if schedule is not None else oracle_schedule(config)
         self.regions = expected_regions(model.spec)
         spec = model.spec
-        self.num_blocks = spec.depth
+        self.num_blocks = len(spec.block_calls)  # block calls: a shared block counts twice
         selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
-        self.scored = config.score != "random" and selects and spec.attention == "sdpa" and not spec.joint
+        self.scored = (config.score != "random" and selects and spec.attention == "sdpa" and not spec.joint
+                       and spec.key_mask == "none")
+        # nn.MultiheadAttention is one opaque node: a branch around it cannot run on a row subset
+        self.whole = {"cross_attn", "parallel"} if spec.attention == "mha" else set()
+        self.seq_first = spec.seq_first
+        self.grid = spec.grid if spec.wrapper and spec.graph_break == "none" else ()
         self.reset()
 
     def reset(self) -> None:
         self.step = 0
         self.branch = 0
-        self.last_t: Optional[float] = None
+        self.last_t: float | None = None
         self._new_generation()
-        self.last_full: Optional[bool] = None
-        self.last_aggressive: Optional[bool] = None
+        self.last_full: bool | None = None
+        self.last_aggressive: bool | None = None
 
     def _new_generation(self) -> None:
         self.state: list[dict[int, RegionState]] = []
-        self.streams: list[Optional[Tensor]] = []
+        self.streams: list[Tensor | None] = []
         self.full_steps: list[list[int]] = []
 
     def _advance(self, t: Tensor) -> None:
@@ -346,7 +373,7 @@ class ReferenceToCa:
         self.last_t = now
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, t: Tensor, text: Optional[Tensor] = None, *, step: Optional[int] = None,
+    def __call__(self, x: Tensor, t: Tensor, text: Tensor | None = None, *, step: int | None = None,
                  branch: int = 0, new_generation: bool = False) -> Tensor:
         if step is None:
             self._advance(t)
@@ -363,6 +390,7 @@ class ReferenceToCa:
         self.last_full, self.last_aggressive = full, aggressive
         model = self.model
         h, c, txt = model.embed(x, t, text)
+        self.ctx = model.context(h, txt) if hasattr(model, "context") else {}
         if aggressive:
             return model.final(self.streams[self.branch], c)
         history = self.full_steps[self.branch]
@@ -374,7 +402,7 @@ class ReferenceToCa:
         if full and len(history) >= 2:
             run.inv1 = 1.0 / (history[-1] - history[-2])
             run.inv2 = run.inv1 if len(history) >= 3 else 0.0
-        for i, block in enumerate(model.blocks):
+        for i, block in enumerate(model.block_calls()):
             run.block, run.scores = i, {}
             if isinstance(block, ParallelBlock):
                 h = self._parallel_block(run, block, h, c)
@@ -396,30 +424,42 @@ class ReferenceToCa:
         return self.schedule.ratio(run.step, kind, run.block, self.num_blocks)
 
     # -- blocks ---------------------------------------------------------------------------
-    def _dit_block(self, run: _Pass, block: DiTBlock, x: Tensor, c: Tensor, text: Optional[Tensor]) -> Tensor:
-        mod = block.modulation(c)
+    def _dit_block(self, run: _Pass, block: DiTBlock, x: Tensor, c: Tensor, text: Tensor | None) -> Tensor:
+        mod, ctx, kw = block.modulation(c), self.ctx, _kw(self.ctx)
         if self.scored and self._computes(run, "attn"):
-            q, k, v = block.attn_heads(x, mod)
+            q, k, v = block.attn_heads(x, mod, **kw)
             run.scores["self"] = (received_attention(q, k, self.config.score_queries) if self.config.score == "attention"
                                   else value_norm_score(v))
-        x = residual(x, block.gate_attn(mod), self._mixing(run, "attn", lambda: block.attn_branch(x, mod)))
+        x = block.join_attn(x, mod, self._mixing(run, "attn", lambda: block.attn_branch(x, mod, **kw)))
+        if block.spec.two_attn:
+            x = block.join_attn2(x, mod, self._mixing(run, "attn", lambda: block.attn2_branch(x, mod, **kw)))
         entropy = (self.scored and block.spec.cross_attn and self.config.score == "attention"
                    and self.config.entropy_weight > 0)
         owners = ("attn", "cross_attn") if entropy else ("attn",)
         if block.spec.cross_attn:
             if entropy and self._computes(run, "cross_attn"):
-                q, k = block.cross_heads(x, text)
+                q, k = block.cross_heads(x, text, **kw)
                 run.scores["cross"] = cross_attention_entropy(q, k, self.config.cfg_shared)
-            x = x + self._tokenwise(run, "cross_attn", x, lambda rows, idx: block.cross_branch(rows, text), owners)
-        return residual(x, block.gate_mlp(mod),
-                        self._tokenwise(run, "mlp", x, lambda rows, idx: block.mlp_branch(rows, mod), owners))
+
+            def cross(rows: Tensor, idx: Tensor | None) -> Tensor:
+                if idx is None or "rope" not in ctx:
+                    return block.cross_branch(rows, text, **kw)
+                return block.cross_branch(rows, text, ctx={**ctx, "rope": self._rope_rows(ctx["rope"], idx)})
+
+            x = block.join_cross(x, self._tokenwise(run, "cross_attn", x, cross, owners))
+        return block.join_mlp(x, mod, self._tokenwise(run, "mlp", x, lambda rows, idx: block.mlp_branch(rows, mod), owners))
+
+    @staticmethod
+    def _rope_rows(rope: tuple[Tensor, Tensor], idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The rotary tables [1, 1, N, D] at the rows ``idx[b]`` of each batch entry: [B, 1, k, D]."""
+        return tuple(torch.stack([table[0, 0, idx[b]] for b in range(idx.shape[0])])[:, None] for table in rope)  # type: ignore[return-value]
 
     def _joint_block(self, run: _Pass, block: JointBlock, x: Tensor, c: Tensor, text: Tensor):
         mod = block.modulation(c)
-        both: list[Optional[Tensor]] = []
+        both: list[Tensor | None] = []
 
         def compute() -> Tensor:
-            both.extend(block.joint_attn_branch(x, text, mod))
+            both.extend(block.joint_attn_branch(x, text, mod, **_kw(self.ctx)))
             return both[0]
 
         x = residual(x, block.gate_attn(mod), self._mixing(run, "joint_attn", compute))
@@ -434,18 +474,22 @@ class ReferenceToCa:
     def _parallel_block(self, run: _Pass, block: ParallelBlock, x: Tensor, c: Tensor) -> Tensor:
         mod = block.modulation(c)
         if self.mode == "taylorseer":
-            return residual(x, block.gate_parallel(mod), self._taylor(run, "parallel", lambda: block.parallel_branch(x, mod)))
+            return residual(x, block.gate_parallel(mod),
+                            self._taylor(run, "parallel", lambda: block.parallel_branch(x, mod, **_kw(self.ctx))))
         index, state = self._enter(run, "parallel")
+        if "parallel" in self.whole:
+            return residual(x, block.gate_parallel(mod), self._mixing_at(run, index, state, "parallel",
+                                                                          lambda: block.parallel_branch(x, mod, **_kw(self.ctx))))
         if self._computes(run, "parallel") or state is None:
             hin = block.parallel_input(x, mod)
-            attn = block.parallel_attn(hin)
+            attn = block.parallel_attn(hin, **_kw(self.ctx))
             p = block.parallel_out(attn, block.parallel_mlp(hin))
             base = None
             if self.scored:
-                q, k, v = block.attn_heads(hin)
+                q, k, v = block.attn_heads(hin, **_kw(self.ctx))
                 base = (received_attention(q, k, self.config.score_queries) if self.config.score == "attention"
                         else value_norm_score(v))
-            run.state[index] = RegionState("parallel", p, _zeros(p), base=base, attn=attn)
+            run.state[index] = RegionState("parallel", p, self._zeros(p), base=base, attn=attn)
             return residual(x, block.gate_parallel(mod), p)
 
         def rows_fn(rows: Tensor, idx: Tensor) -> Tensor:
@@ -454,7 +498,7 @@ class ReferenceToCa:
         return residual(x, block.gate_parallel(mod), self._refresh(run, index, state, x, rows_fn))
 
     # -- regions --------------------------------------------------------------------------
-    def _enter(self, run: _Pass, kind: str) -> tuple[int, Optional[RegionState]]:
+    def _enter(self, run: _Pass, kind: str) -> tuple[int, RegionState | None]:
         index = run.next_region
         run.next_region += 1
         run.visited.append((run.block, kind))
@@ -466,11 +510,16 @@ class ReferenceToCa:
         if self.mode == "taylorseer":
             return self._taylor(run, kind, compute)
         index, state = self._enter(run, kind)
+        return self._mixing_at(run, index, state, kind, compute)
+
+    def _mixing_at(self, run: _Pass, index: int, state: RegionState | None, kind: str,
+                   compute: Callable[[], Tensor]) -> Tensor:
+        """A region reused whole: computed on full steps, its cache returned otherwise."""
         if not self._computes(run, kind) and state is not None:
             state.selected = None
             return state.cache
         p = compute()
-        run.state[index] = RegionState(kind, p, _zeros(p))
+        run.state[index] = RegionState(kind, p, self._zeros(p))
         return p
 
     def _tokenwise(self, run: _Pass, kind: str, x: Tensor, branch: Callable[[Tensor, Tensor], Tensor],
@@ -478,6 +527,8 @@ class ReferenceToCa:
         if self.mode == "taylorseer":
             return self._taylor(run, kind, lambda: branch(x, None))
         index, state = self._enter(run, kind)
+        if kind in self.whole:
+            return self._mixing_at(run, index, state, kind, lambda: branch(x, None))
         if self._computes(run, kind) or state is None:
             p = branch(x, None)
             base = state.base if state is not None else None
@@ -485,7 +536,7 @@ class ReferenceToCa:
                 base = run.scores["self"]
                 if "cross" in run.scores:
                     base = base + self.config.entropy_weight * run.scores["cross"]
-            run.state[index] = RegionState(kind, p, _zeros(p), base=base)
+            run.state[index] = RegionState(kind, p, self._zeros(p), base=base)
             return p
         return self._refresh(run, index, state, x, branch)
 
@@ -496,14 +547,26 @@ class ReferenceToCa:
             return taylor_forecast(state.derivs, run.since_full)
         p = compute()
         old = state.derivs if state is not None else None
-        run.state[index] = RegionState(kind, p, _zeros(p),
+        run.state[index] = RegionState(kind, p, self._zeros(p),
                                        derivs=taylor_update(old, p, self.config.taylor_order, run.inv1, run.inv2))
         return p
+
+    # -- layout ---------------------------------------------------------------------------
+    def _zeros(self, p: Tensor) -> Tensor:
+        """Staleness counters [B, N] of a branch output [B, N, C] (or [N, B, C])."""
+        shape = (p.shape[1], p.shape[0]) if self.seq_first else p.shape[:2]
+        return torch.zeros(shape, dtype=torch.float32, device=p.device)
+
+    def _gather(self, x: Tensor, idx: Tensor) -> Tensor:
+        """Rows ``idx[b]`` of every batch entry b: [B, k, ...] (or [k, B, ...] sequence-first)."""
+        if self.seq_first:
+            return torch.stack([x[idx[b], b] for b in range(x.shape[1])], dim=1)
+        return _gather(x, idx)
 
     def _refresh(self, run: _Pass, index: int, state: RegionState, x: Tensor, rows_fn) -> Tensor:
         """Partial step of a token-wise region: score, pick the top k, recompute them, write back."""
         batch, tokens = state.stale.shape
-        if x.shape[:2] != (batch, tokens):
+        if x.shape[:2] != ((tokens, batch) if self.seq_first else (batch, tokens)):
             raise ValueError(f"region {index}: input {tuple(x.shape)} does not match its cache {tuple(state.cache.shape)}")
         k = refreshed_tokens(self._ratio(run, state.kind), tokens)
         if k == 0:
@@ -512,14 +575,17 @@ class ReferenceToCa:
         config = self.config
         base = state.base if state.base is not None else seeded_draw(config.seed, run.step, index, batch, tokens)
         score = base.to(x.device) + state.stale * (config.staleness_weight / tokens)
-        score = spatial_spread(score, config.spatial_cell, config.spatial_bonus)
+        score = spatial_spread(score, config.spatial_cell, config.spatial_bonus, self.grid)
         idx = score.topk(k, dim=1).indices
         if config.cfg_shared and batch % 2 == 0:
             idx = torch.cat([idx[: batch // 2]] * 2)
-        p_rows = rows_fn(_gather(x, idx), idx)
+        p_rows = rows_fn(self._gather(x, idx), idx)
         cache = state.cache.clone()
         for b in range(batch):
-            cache[b, idx[b]] = p_rows[b].to(cache.dtype)
+            if self.seq_first:
+                cache[idx[b], b] = p_rows[:, b].to(cache.dtype)
+            else:
+                cache[b, idx[b]] = p_rows[b].to(cache.dtype)
         stale = state.stale + 1
         for b in range(batch):
             stale[b, idx[b]] = 0.0
@@ -527,10 +593,6 @@ class ReferenceToCa:
         return cache
 
 
-def _zeros(p: Tensor) -> Tensor:
-    return torch.zeros(p.shape[:2], dtype=torch.float32, device=p.device)
-
-
 def _gather(x: Tensor, idx: Tensor) -> Tensor:
-    """Rows ``x[b, idx[b]]`` of every batch row b: [B, k, ...]."""
+    """Rows ``x[b, idx[b]]`` of every batch row b of a [B, N, ...] tensor: [B, k, ...]."""
     return torch.stack([x[b, idx[b]] for b in range(x.shape[0])])

@@ -248,7 +248,7 @@ def linear_model(spec: ArchSpec, seed: int) -> TinyDiT:
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("full_steps", [(0, 3, 6), (0, 2, 5, 6)], ids=["even", "uneven"])
 @FEW
-@given(spec=arch_specs(), seed=st.integers(0, 3))
+@given(spec=arch_specs(research=False), seed=st.integers(0, 3))
 def test_taylorseer_forecasts_a_linear_branch_output_exactly(order, full_steps, spec, seed):
     """Once two full steps have been seen the first difference is the exact slope, so every
     later partial step equals the uncached model; the second difference stays 0 (order 2:

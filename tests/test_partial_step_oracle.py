@@ -1,18 +1,19 @@
 """Every diffusers transformer of the test zoo against the model-agnostic partial-step oracle
 (tests/graph_oracle.py): on each step the compiled model's output, and its caches, equal "run
 the original graph, every token-wise branch for all tokens, keep the selected rows, cached
-values elsewhere". And each region is refreshed per token or reused whole exactly as the model
-source says (``ZooEntry.reused_kinds``)."""
+values elsewhere". Each region is refreshed per token or reused whole exactly as the model
+source says (``ZooEntry.reused_kinds`` / ``reused_labels``), and a partial step costs fewer
+FLOPs than a full one."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from checks import assert_caching_active
-from diffusers_zoo import ZOO, first_tensor, steps_of
+from diffusers_zoo import ZOO, expects_reuse, first_tensor, steps_of
 from graph_oracle import GraphOracle
-from oracle import MIXING
 from toca_compile import ToCa, ToCaConfig
+from toca_compile.flops import counting
 
 CONFIG = ToCaConfig(interval=3, ratio=0.3, score="random", spatial_bonus=0.0, compiler="eager")
 STEPS = 6  # full, partial, partial, full, partial, partial
@@ -26,27 +27,30 @@ def test_partial_steps_equal_the_graph_oracle(name):
 
     toca = ToCa(CONFIG)
     fast = torch.compile(model, backend=toca.backend)
-    got, caches = [], []
+    got, caches, flops = [], [], []
     with torch.no_grad(), toca.generation(steps=STEPS):
         for i, (a, kw) in enumerate(calls):
             toca.step(i)
-            got.append(first_tensor(fast(*a, **kw)).clone())
+            with counting(toca) as log:
+                got.append(first_tensor(fast(*a, **kw)).clone())
+            flops.append(sum(log))
             if len(toca.graphs) == 1:
                 caches.append({int(k.split(":")[0]): v["slot0"].clone() for k, v in toca.region_states().items()})
     assert_caching_active(toca, partial=True)
+    # steps 3 and 4: both variants compiled by now, the same graphs on both
+    assert flops[4] < flops[3], f"{name}: partial step {flops[4]} FLOPs, full step {flops[3]}"
 
     # each region refreshed per token or reused whole, as the model source says
-    expected_reuse = set(MIXING) | set(entry.reused_kinds)
     for graph in toca.graphs:
         for spec in graph.specs.values():
             for plan in spec.ctx.plans if spec.ctx is not None else ():
                 reuse = not plan.partial
-                assert reuse == (plan.region.kind in expected_reuse), (
+                assert reuse == expects_reuse(entry, plan.region.kind, plan.region.label), (
                     f"{name}: {plan.region.label} is {'reused whole' if reuse else 'refreshed per token'}"
                     f" ({plan.region.note or 'no note'})")
 
     torch._dynamo.reset()
-    oracle = GraphOracle(CONFIG, entry.reused_kinds)
+    oracle = GraphOracle(CONFIG, lambda kind, label: expects_reuse(entry, kind, label))
     reference = torch.compile(model, backend=oracle.backend)
     with torch.no_grad():
         for i, (a, kw) in enumerate(calls):

@@ -17,6 +17,7 @@ Three levels:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
@@ -79,10 +80,21 @@ def run_counted(sink: list[int] | None, fn: Callable[..., Any], *args: Any) -> A
         return fn(*args)
     if isinstance(sink, FlopLog):
         return sink.run(fn, args)
+    out, flops = _count_call(fn, args)
+    sink.append(flops)
+    return out
+
+
+def _count_call(fn: Callable[..., Any], args: Sequence[Any]) -> tuple[Any, int]:
+    """Run ``fn`` under the FLOP counter; graphs with flex attention go node by node (the
+    counter cannot run that operator, see :class:`_NodeCounter`)."""
+    gm = graph_module_of(fn)
+    if gm is not None and _has_flex_attention(gm):
+        out, spent = _run_node_by_node(gm, args)
+        return out, sum(spent.values())
     with FlopCounterMode(display=False) as counter:
         out = fn(*args)
-    sink.append(counter.get_total_flops())
-    return out
+    return out, counter.get_total_flops()
 
 
 @contextlib.contextmanager
@@ -152,9 +164,7 @@ class FlopLog(list):
             out, nodes = _run_per_node(gm, args)
             record = GraphCall(gm, sum(nodes.values()), nodes)
         else:
-            with FlopCounterMode(display=False) as counter:
-                out = fn(*args)
-            total = counter.get_total_flops()
+            out, total = _count_call(fn, args)
             nodes = {Site(OUTSIDE, "(not an FX graph)"): total} if self.per_node else None
             record = GraphCall(gm, total, nodes)
         if key is not None:
@@ -180,7 +190,7 @@ def graph_module_of(fn: Callable[..., Any]) -> fx.GraphModule | None:
     if isinstance(fn, fx.GraphModule):
         return fn
     owner = getattr(fn, "__self__", None)
-    if isinstance(owner, fx.GraphModule) and getattr(fn, "__name__", "") == "forward":
+    if isinstance(owner, fx.GraphModule) and getattr(fn, "__name__", "") in ("forward", "_lazy_forward"):
         return owner
     return None
 
@@ -199,36 +209,59 @@ def _memo_key(owner: Any, args: Sequence[Any], per_node: bool) -> tuple | None:
     return tuple(parts)
 
 
-class _NodeCounter(fx.Interpreter):
-    """Runs a graph node by node under one FlopCounterMode and records each node's FLOPs."""
+_FLEX = getattr(getattr(torch.ops, "higher_order", None), "flex_attention", None)
 
-    def __init__(self, gm: fx.GraphModule, counter: FlopCounterMode) -> None:
+
+def _has_flex_attention(gm: fx.GraphModule) -> bool:
+    return _FLEX is not None and any(n.op == "call_function" and n.target is _FLEX for n in gm.graph.nodes)
+
+
+def _flex_attention_flops(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> int:
+    """Two matmuls (scores and the weighted sum) over every query-key pair, as the counter
+    counts SDPA; score and mask modifications are not counted."""
+    *batch, queries, head_dim = query.shape
+    keys, value_dim = key.shape[-2], value.shape[-1]
+    return 2 * math.prod(batch) * queries * keys * (head_dim + value_dim)
+
+
+class _NodeCounter(fx.Interpreter):
+    """Runs a graph node by node, each under its own FlopCounterMode, and records each node's
+    FLOPs. Flex attention runs outside the counter and is counted from its shapes: in torch
+    2.13 its eager kernel fails under a FlopCounterMode."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm, garbage_collect_values=True)
-        self.counter = counter
         self.spent: dict[fx.Node, int] = {}
 
     def run_node(self, n: fx.Node) -> Any:
-        before = self.counter.get_total_flops()
-        out = super().run_node(n)
-        spent = self.counter.get_total_flops() - before
+        if n.op == "call_function" and _FLEX is not None and n.target is _FLEX:
+            out = super().run_node(n)
+            query, key, value = (self.env[a] if isinstance(a, fx.Node) else a for a in n.args[:3])
+            self.spent[n] = _flex_attention_flops(query, key, value)
+            return out
+        if n.op in ("placeholder", "output", "get_attr"):
+            return super().run_node(n)
+        with FlopCounterMode(display=False) as counter:
+            out = super().run_node(n)
+        spent = counter.get_total_flops()
         if spent:
             self.spent[n] = spent
         return out
 
 
+def _run_node_by_node(gm: fx.GraphModule, args: Sequence[Any]) -> tuple[Any, dict[fx.Node, int]]:
+    interpreter = _NodeCounter(gm)
+    out = interpreter.run(*args)
+    return out, interpreter.spent
+
+
 def _run_per_node(gm: fx.GraphModule, args: Sequence[Any]) -> tuple[Any, dict[Site, int]]:
-    with FlopCounterMode(display=False) as counter:
-        interpreter = _NodeCounter(gm, counter)
-        out = interpreter.run(*args)
-    total = counter.get_total_flops()
+    out, spent = _run_node_by_node(gm, args)
     sites = node_sites(gm)
     nodes: dict[Site, int] = {}
-    for node, flops in interpreter.spent.items():
+    for node, flops in spent.items():
         site = sites.get(node, Site(OUTSIDE, ""))
         nodes[site] = nodes.get(site, 0) + flops
-    missing = total - sum(nodes.values())
-    if missing:  # ops outside any node (none expected): keep the totals consistent
-        nodes[Site(OUTSIDE, "(between nodes)")] = nodes.get(Site(OUTSIDE, "(between nodes)"), 0) + missing
     return out, nodes
 
 

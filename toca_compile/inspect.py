@@ -19,6 +19,7 @@ class GraphReport:
     plans: list[RegionPlan]
     timestep: str | None
     reason: str = ""          # why this graph would run uncached
+    calls: int = 0            # calls in one model call (a graph after a break can serve every block)
 
     @property
     def regions(self) -> list[Region]:
@@ -34,9 +35,11 @@ class InspectReport:
         return [r for g in self.graphs for r in g.regions]
 
     def kinds(self) -> dict[str, int]:
+        """Regions per kind in one model call (a graph called for several blocks counts each)."""
         counts: dict[str, int] = {}
-        for region in self.regions:
-            counts[region.kind] = counts.get(region.kind, 0) + 1
+        for graph in self.graphs:
+            for region in graph.regions:
+                counts[region.kind] = counts.get(region.kind, 0) + max(graph.calls, 1)
         return counts
 
     @property
@@ -47,6 +50,7 @@ class InspectReport:
         lines = []
         for g in self.graphs:
             lines.append(f"graph {g.graph}: {len(g.regions)} regions, timestep input: {g.timestep or 'none found'}"
+                         + (f", called {g.calls} times per model call" if g.calls > 1 else "")
                          + (f"; uncached: {g.reason}" if g.reason else ""))
             if not g.plans:
                 continue
@@ -73,8 +77,14 @@ def inspect(model: torch.nn.Module, *args, **kwargs) -> InspectReport:
         except Exception as error:  # noqa: BLE001
             reason = f"analysis failed ({type(error).__name__}: {error})"
         timestep = ctx.detection.timestep.name if ctx.detection.timestep is not None else None
-        report.graphs.append(GraphReport(len(report.graphs), ctx.plans, timestep, reason))
-        return gm.forward
+        graph = GraphReport(len(report.graphs), ctx.plans, timestep, reason)
+        report.graphs.append(graph)
+
+        def run(*args):
+            graph.calls += 1
+            return gm.forward(*args)
+
+        return run
 
     compiled = torch.compile(model, backend=record, dynamic=False)
     with torch.no_grad():

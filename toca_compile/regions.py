@@ -24,7 +24,7 @@ class Region:
     kind: RegionKind
     block: int                      # block ordinal (0-based) in graph order
     block_name: str                 # module path of the block when metadata has it
-    fork: fx.Node                   # residual stream entering the branch, [B, N, C]
+    fork: fx.Node                   # residual stream entering the branch, [B, N, C] or [N, B, C]
     join: fx.Node                   # the add that closes the residual
     cache_point: fx.Node            # branch output before the gate
     gate: fx.Node | None            # adaLN gate multiplied onto cache_point, if any
@@ -32,8 +32,11 @@ class Region:
     branch: set[fx.Node]            # nodes on paths fork -> cache_point (cache_point included)
     tokens: int                     # N, the length of the token axis of the fork
     batch: int
+    batch_axis: int = 0             # the fork is [B, N, C] (0, 1) or sequence-first [N, B, C] (1, 0)
+    token_axis: int = 1
     partial_ok: bool = True         # False: the branch cannot run on a row subset -> reuse only
     note: str = ""
+    layout_known: bool = True       # False: nothing in the graph shows which axis holds the tokens
 
     @property
     def label(self) -> str:

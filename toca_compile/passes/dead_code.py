@@ -7,8 +7,15 @@ import torch.fx as fx
 EFFECT = "toca_effect"
 
 
+#: calls that change interpreter state (functorch's vmap nesting that flex_attention's block
+#: mask traces, grad mode): their results are often unused, their effect is not
+_STATEFUL_PREFIXES = ("_vmap_", "_enter_", "_exit_", "_set_grad_enabled", "_functorch")
+
+
 def _has_effect(node: fx.Node) -> bool:
     if node.op in ("placeholder", "output") or node.meta.get(EFFECT):
+        return True
+    if node.op == "call_function" and getattr(node.target, "__name__", "").startswith(_STATEFUL_PREFIXES):
         return True
     raw = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
     if node.op in ("call_function", "call_method") and str(raw).endswith("_") and not str(raw).endswith("__"):

@@ -21,24 +21,29 @@ def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> list[RegionPl
     return [_plan_region(region, order, points) for region in detection.regions]
 
 
-def _slot(node: fx.Node, axes: Axes | None) -> CacheSlot:
+def _slot(node: fx.Node, axes: Axes | None, region: Region) -> CacheSlot:
     meta = tensor_meta(node)
     assert meta is not None, f"cache point {node} is not a tensor"
     shape = shape_of(node) or ()
-    return CacheSlot(node=node, batch_axis=axes.batch if axes else 0, token_axis=axes.token if axes else 1,
-                     shape=shape, dtype=meta.dtype)
+    return CacheSlot(node=node, batch_axis=axes.batch if axes else region.batch_axis,
+                     token_axis=axes.token if axes else region.token_axis, shape=shape, dtype=meta.dtype)
 
 
 def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node, Region]) -> RegionPlan:
     fork_shape = shape_of(region.fork)
-    nested = {p: Axes(0, 1, mixing=True) for p in region.branch
+    nested = {p: Axes(region.batch_axis, region.token_axis, mixing=True) for p in region.branch
               if p in points and p is not region.cache_point and shape_of(p) == fork_shape}
-    axes = analyze_branch(region.fork, region.branch, order, nested)
+    axes = analyze_branch(region.fork, region.branch, order, nested, Axes(region.batch_axis, region.token_axis))
     point = region.cache_point
-    whole = RegionPlan(region, [_slot(point, axes.get(point))], [], axes)
+    whole = RegionPlan(region, [_slot(point, axes.get(point), region)], [], axes)
     if region.kind in MIXING_KINDS:
         region.partial_ok = False
         region.note = region.note or "self-attention output is reused whole on partial steps"
+        return whole
+    if not region.layout_known:
+        region.partial_ok = False
+        region.note = ("no attention or modulation in this graph shows which axis of the stream holds the "
+                       "tokens; reused whole")
         return whole
     point_axes = axes.get(point)
     if point_axes is None or point_axes.mixing:
@@ -66,6 +71,6 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
             continue
         recompute.add(node)
         stack.extend(n for n in node.all_input_nodes if n in region.branch or n is region.fork)
-    slots = [_slot(point, point_axes)] + [_slot(m, axes[m]) for m in sorted(mixing, key=order.__getitem__)]
+    slots = [_slot(point, point_axes, region)] + [_slot(m, axes[m], region) for m in sorted(mixing, key=order.__getitem__)]
     region.partial_ok = True
     return RegionPlan(region, slots, sorted(recompute, key=order.__getitem__), axes)

@@ -92,7 +92,7 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
         idx = graph.call_function(select_tokens, (state[(index, "base")], state[(index, "stale")], config.staleness_weight,
                                                   region.tokens, k, grid, config.spatial_cell, config.spatial_bonus,
                                                   config.cfg_shared))
-        env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, 0, 1))
+        env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, region.batch_axis, region.token_axis))
         for old, (i, slot) in slot_of.items():
             if i > 0:  # token-mixing values inside the branch: gathered from their caches
                 env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], idx, slot.batch_axis, slot.token_axis))

@@ -20,6 +20,7 @@ _SDPA = "scaled_dot_product_attention"
 
 def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: list[RegionPlan], config: ToCaConfig) -> None:
     grids = _token_grids(gm)
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
     # Scores cost an attention-map estimate on every full step: skip them when no partial
     # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer).
     selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
@@ -32,13 +33,15 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: li
         region = plan.region
         source = ScoreSource(kind="random", grid=grids.get(region.tokens, ()))
         if config.score != "random" and selects:
-            attn = _self_attention(by_block[region.block], region.tokens)
+            # a score is computed where the region's cache is filled: its inputs must exist by then
+            before = order[region.cache_point]
+            attn = _self_attention(by_block[region.block], region.tokens, order, before)
             if attn is not None:
                 owner, node = attn
                 q, k, v = arg(node, 0, "query"), arg(node, 1, "key"), arg(node, 2, "value")
                 source.kind, source.owners = config.score, (owner,)
                 source.query, source.key, source.value, source.scale = q, k, v, arg(node, 6, "scale")
-                cross = _cross_attention(by_block[region.block], region.tokens)
+                cross = _cross_attention(by_block[region.block], region.tokens, order, before)
                 if cross is not None and config.score == "attention" and config.entropy_weight > 0:
                     owner2, node2 = cross
                     source.owners = (owner, owner2)
@@ -52,7 +55,12 @@ def _heads_layout(*nodes) -> bool:
     return all(s is not None and len(s) == 4 for s in shapes) and len({s[1] for s in shapes}) == 1  # type: ignore[index]
 
 
-def _self_attention(plans: list[RegionPlan], tokens: int) -> tuple[int, fx.Node] | None:
+def _precedes(order: dict[fx.Node, int], before: int, *nodes: object) -> bool:
+    return all(isinstance(n, fx.Node) and order[n] < before for n in nodes)
+
+
+def _self_attention(plans: list[RegionPlan], tokens: int, order: dict[fx.Node, int],
+                    before: int) -> tuple[int, fx.Node] | None:
     """An SDPA over exactly this stream's tokens (joint text+image attention has more keys)."""
     for plan in plans:
         if plan.region.kind not in ("attn", "parallel"):
@@ -61,19 +69,21 @@ def _self_attention(plans: list[RegionPlan], tokens: int) -> tuple[int, fx.Node]
             if op_name(anchor) != _SDPA or arg(anchor, 3, "attn_mask") is not None:
                 continue
             q, k, v = arg(anchor, 0, "query"), arg(anchor, 1, "key"), arg(anchor, 2, "value")
-            if _heads_layout(q, k, v) and shape_of(q)[-2] == tokens and shape_of(k)[-2] == tokens:  # type: ignore[index]
+            if (_heads_layout(q, k, v) and shape_of(q)[-2] == tokens and shape_of(k)[-2] == tokens  # type: ignore[index]
+                    and _precedes(order, before, q, k, v)):
                 return plan.region.index, anchor
     return None
 
 
-def _cross_attention(plans: list[RegionPlan], tokens: int) -> tuple[int, fx.Node] | None:
+def _cross_attention(plans: list[RegionPlan], tokens: int, order: dict[fx.Node, int],
+                     before: int) -> tuple[int, fx.Node] | None:
     for plan in plans:
         if plan.region.kind != "cross_attn":
             continue
         for anchor in plan.region.anchors:
             if op_name(anchor) == _SDPA and arg(anchor, 3, "attn_mask") is None:
                 q, k = arg(anchor, 0, "query"), arg(anchor, 1, "key")
-                if _heads_layout(q, k) and shape_of(q)[-2] == tokens:  # type: ignore[index]
+                if _heads_layout(q, k) and shape_of(q)[-2] == tokens and _precedes(order, before, q, k):  # type: ignore[index]
                     return plan.region.index, anchor
     return None
 

@@ -31,13 +31,14 @@ AxesMap = dict[fx.Node, Axes | None]
 
 
 def analyze_branch(fork: fx.Node, branch: set[fx.Node], order: dict[fx.Node, int],
-                   known: dict[fx.Node, Axes] | None = None) -> AxesMap:
-    """Axes of the fork (batch 0, token 1) and of every branch node, in topological order.
+                   known: dict[fx.Node, Axes] | None = None, fork_axes: Axes = Axes(0, 1)) -> AxesMap:
+    """Axes of the fork (``fork_axes``: [B, N, C] or sequence-first) and of every branch node,
+    in topological order.
 
     ``known`` fixes the axes of some nodes: the cache points of regions nested in this one,
     which are residual-stream shaped and mix tokens (their own region caches them).
     """
-    axes: AxesMap = {fork: Axes(0, 1)}
+    axes: AxesMap = {fork: fork_axes}
     for node in sorted(branch, key=order.__getitem__):
         if known and node in known:
             axes[node] = known[node]
