@@ -17,7 +17,7 @@ from architectures import (
     timesteps,
 )
 from checks import NOTHING_TO_CACHE, assert_caching_active
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from oracle import ReferenceToCa
 from profiles import examples
@@ -168,12 +168,15 @@ def test_every_generated_model_equals_the_oracle_or_falls_back_with_a_warning(sp
         got = _run(fast, spec, steps, text, x)
     fallbacks = [str(w.message) for w in caught
                  if issubclass(w.category, ToCaWarning) and NOTHING_TO_CACHE not in str(w.message)]
+    event(f"graph break: {spec.graph_break}")
     if fallbacks:
+        event("outcome: fell back with a ToCaWarning")
         return  # the backend said so; nothing else is promised
     for i, (g, w) in enumerate(zip(got, _run(oracle, spec, steps, text, x))):
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6, msg=lambda m, i=i: f"step {i}: {m}")
     assert_caching_active(toca, partial=True)
     assert toca.stats().full_steps == len(range(0, steps, interval))
+    event("outcome: equal to the oracle, caching active")
 
 
 @pytest.mark.parametrize("fields, reason", [

@@ -200,11 +200,12 @@ def test_a_block_module_called_twice_scores_each_call_with_its_own_attention():
     assert_equals_the_oracle(ArchSpec(shared_block=True, depth=1, tokens=12))
 
 
-def test_a_sequence_first_stream_across_a_graph_break_inside_a_block_reads_its_axis_off_the_modulation():
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_sequence_first_stream_across_a_graph_break_inside_a_block_reads_its_axis_off_the_modulation(batch):
     """The graph after the break holds the MLP alone: its adaLN shift/scale/gate [1, B, C] say
-    which axis holds the tokens. (Its score cannot reach the attention in the graph before the
-    break, so the draws are compared.)"""
-    spec = ArchSpec(seq_first=True, graph_break="inside", depth=1, tokens=6)
+    which axis holds the tokens, also at batch 1 ([N, 1, C] against [1, 1, C]). (Its score
+    cannot reach the attention in the graph before the break, so the draws are compared.)"""
+    spec = ArchSpec(seq_first=True, graph_break="inside", depth=1, tokens=6, batch=batch)
     report = inspect(spec)
     mlp = [r for r in report.regions if r.kind == "mlp"]
     assert mlp and all((r.batch_axis, r.token_axis, r.partial_ok) == (1, 0, True) for r in mlp), str(report)

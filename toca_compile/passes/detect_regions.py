@@ -60,13 +60,13 @@ def detect_regions(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> Detection
         shape = shape_of(fork)
         assert shape is not None
         layout = (layouts.get(shape) or _layout_from_modulation(shape, branch, gate, fork, conditioned)
-                  or graph_layout)
+                  or graph_layout or _single_sample_layout(shape))
         batch_axis, token_axis = layout or (0, 1)
         regions.append(Region(
             index=-1, kind=kind, block=-1, block_name=_block_name(anchors), fork=fork, join=join,
             cache_point=cache_point, gate=gate, anchors=anchors, branch=branch,
             tokens=shape[token_axis], batch=shape[batch_axis], batch_axis=batch_axis, token_axis=token_axis,
-            layout_known=layout is not None or min(shape[0], shape[1]) == 1,
+            layout_known=layout is not None,
         ))
     regions.sort(key=lambda r: index.position[r.cache_point])
     _number_blocks(regions)
@@ -83,11 +83,12 @@ def _stream_layouts(found: list[tuple[tuple[int, ...] | None, str, list[fx.Node]
     The token axis is the one as long as the queries of the stream's self- or cross-attention
     (SDPA ``[.., N, D]``, ``nn.MultiheadAttention`` ``[N, B, E]``, a score matrix
     ``[.., N, N]``); an attention whose queries are longer (joint attention) or shorter (split
-    over parts of the stream) fixes it through its batch axis. A stream without attention of its own (a block split by a graph break)
-    takes its layout from its modulation (:func:`_layout_from_modulation`), or else from the
-    graph's other streams when they agree; failing both it is taken as ``[B, N, C]`` but not
-    trusted (``Region.layout_known``): such a region is reused whole, never refreshed by rows
-    of what may be the batch axis."""
+    over parts of the stream) fixes it through its batch axis. A stream without attention of
+    its own (a block split by a graph break) takes its layout from its modulation
+    (:func:`_layout_from_modulation`), or else from the graph's other streams when they agree,
+    or from a batch of one sample; failing all it is taken as ``[B, N, C]`` but not trusted
+    (``Region.layout_known``): such a region is reused whole, never refreshed by rows of what
+    may be the batch axis."""
     layouts: dict[tuple[int, ...], tuple[int, int]] = {}
     by_batch: dict[tuple[int, ...], tuple[int, int]] = {}
     for shape, kind, anchors in found:
@@ -125,7 +126,8 @@ def _layout_from_modulation(shape: tuple[int, ...], branch: set[fx.Node], gate: 
     """(batch axis, token axis) read off the modulation of a stream with no attention of its
     own in this graph (a block split by a graph break): an adaLN shift, scale or gate comes
     from the inputs, has the batch axis of the stream and length 1 on its token axis
-    ([B, 1, C] or [1, B, C]). Only an answer every such value agrees with counts."""
+    ([B, 1, C] or [1, B, C]; with batch 1 the stream's longer axis is the one the value is
+    broadcast along). Only an answer every such value agrees with counts."""
     outside = [gate] if gate is not None else []
     outside += [m for n in branch if op_name(n) in ("mul", "add", "addcmul")
                 for m in n.all_input_nodes if m not in branch and m is not fork]
@@ -136,9 +138,17 @@ def _layout_from_modulation(shape: tuple[int, ...], branch: set[fx.Node], gate: 
             continue
         for token_axis in (0, 1):
             batch_axis = 1 - token_axis
-            if mod[token_axis] == 1 and shape[token_axis] > 1 and mod[batch_axis] == shape[batch_axis] > 1:
+            if mod[token_axis] == 1 and shape[token_axis] > 1 and mod[batch_axis] == shape[batch_axis]:
                 votes.add((batch_axis, token_axis))
     return votes.pop() if len(votes) == 1 else None
+
+
+def _single_sample_layout(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """One of the two leading axes has length 1: the other holds the tokens (a batch of one
+    sample, [1, N, C] or [N, 1, C]; a one-token stream has nothing to select)."""
+    if (shape[0] == 1) == (shape[1] == 1):
+        return None
+    return (0, 1) if shape[0] == 1 else (1, 0)
 
 
 def _query_count(anchor: fx.Node) -> int | None:
