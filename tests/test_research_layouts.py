@@ -212,10 +212,11 @@ def test_a_sequence_first_stream_across_a_graph_break_inside_a_block_reads_its_a
     assert_equals_the_oracle(spec, RANDOM)
 
 
-def test_a_stream_whose_token_axis_nothing_shows_is_reused_whole():
+@pytest.mark.parametrize("seq_first", [False, True], ids=["batch-first", "sequence-first"])
+def test_a_stream_whose_token_axis_nothing_shows_is_reused_whole(seq_first):
     """No attention and no modulation in the graph after the break: [N, B, C] and [B, N, C]
     look alike, so the MLP is reused whole instead of refreshed along a guessed axis."""
-    spec = ArchSpec(seq_first=True, graph_break="inside", adaln=False, depth=1, tokens=6)
+    spec = ArchSpec(seq_first=seq_first, graph_break="inside", adaln=False, depth=1, tokens=6)
     report = inspect(spec)
     mlp = [r for r in report.regions if r.kind == "mlp"]
     assert mlp and not any(r.partial_ok for r in mlp), str(report)
