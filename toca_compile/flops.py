@@ -268,13 +268,9 @@ def _run_per_node(gm: fx.GraphModule, args: Sequence[Any]) -> tuple[Any, dict[Si
 # -- attribution of nodes to blocks ------------------------------------------------------
 def module_path(node: fx.Node) -> str:
     """The normalized path of the innermost module a node was traced in (``""``: none)."""
-    from .passes.detect_regions import normalize_module_path
+    from .passes.detect_regions import module_path as innermost
 
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return ""
-    entry = list(stack.values())[-1]
-    return normalize_module_path(entry[0] if isinstance(entry, tuple) else str(entry))
+    return innermost(node)
 
 
 def block_of(path: str) -> str:

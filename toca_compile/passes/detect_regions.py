@@ -487,12 +487,18 @@ def _number_blocks(regions: list[Region]) -> None:
 def _site_of(node: fx.Node) -> tuple[str, str]:
     """Where a node was traced: its innermost module path and the source line of the call
     (two calls of one block give equal sites to their corresponding nodes)."""
-    stack = node.meta.get("nn_module_stack") or {}
-    entry = list(stack.values())[-1] if stack else ""
-    module = normalize_module_path(entry[0] if isinstance(entry, tuple) else str(entry)) if entry else ""
     trace = (node.meta.get("stack_trace") or "").strip().splitlines()
     lines = [line.strip() for line in trace if line.strip().startswith("File ")]
-    return module, lines[-1] if lines else node.name
+    return module_path(node), lines[-1] if lines else node.name
+
+
+def module_path(node: fx.Node) -> str:
+    """The normalized path of the innermost module a node was traced in (``""``: none)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    entry = list(stack.values())[-1]
+    return normalize_module_path(entry[0] if isinstance(entry, tuple) else str(entry))
 
 
 def find_timestep(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> fx.Node | None:
