@@ -73,7 +73,9 @@ class OracleSchedule:
 
     ``rule`` is ``"every"`` (full when ``step % interval == 0``), ``"threshold"`` (the official
     DiT / PixArt code), ``"after3"`` (FLUX: 3 full steps, then every ``interval`` counted from step
-    2) or ``"cycles"`` (OpenSora: 3 full steps, then per-kind cycles; full when all are due).
+    2), ``"cycles"`` (OpenSora: 3 full steps, then per-kind cycles; full when all are due),
+    ``"warm"`` (``warm`` full steps, then every ``interval`` counted from the last of them) or
+    ``"list"`` (full exactly at ``listed``, and at every step from ``steps`` on).
     The ratio of a token-wise region is ``base · step(i) · layer(l) · module(kind)``, clamped to
     [0, 1]; token-mixing kinds get 0.
     """
@@ -93,10 +95,16 @@ class OracleSchedule:
     cycles: dict = field(default_factory=dict)
     levels: int | None = 4
     duca: bool = False
+    warm: int = 1
+    listed: frozenset = frozenset()
 
     def is_full(self, i: int) -> bool:
         if self.rule == "every":
             return i % self.interval == 0
+        if self.rule == "warm":
+            return i < self.warm or (i - (self.warm - 1)) % self.interval == 0
+        if self.rule == "list":
+            return i in self.listed or i >= self.steps
         if self.rule == "after3":
             return i < 3 or (i - 2) % self.interval == 0
         if self.rule == "cycles":
@@ -183,6 +191,15 @@ def oracle_schedule(config) -> OracleSchedule:
     """The schedule a ``ToCaConfig`` describes (its fields read as documented)."""
     if config.preset is not None:
         schedule = PUBLISHED[config.preset]()
+    elif config.schedule_file is not None:  # the file's JSON read directly
+        import json
+
+        with open(config.schedule_file) as fh:
+            saved = json.load(fh)
+        schedule = OracleSchedule(saved["num_steps"], "list", base=saved["ratio"], levels=None,
+                                  listed=frozenset(saved["full_steps"]))
+    elif config.warmup > 1:
+        schedule = OracleSchedule(10**9, "warm", config.interval, config.ratio, levels=None, warm=config.warmup)
     else:
         schedule = OracleSchedule(10**9, "every", config.interval, config.ratio, levels=None)
     if config.mode == "fora":

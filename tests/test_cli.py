@@ -19,6 +19,34 @@ def test_demo_rejects_bad_arguments(argv, message, capsys):
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["calibrate", "--model", "mnist", "--flops-ratio", "0.5", "--out", "x.json"], "--flops-ratio >= 1"),
+    (["calibrate", "--model", "mnist", "--flops-ratio", "2", "--modes", "duca", "--out", "x.json"], "--modes"),
+    (["calibrate", "--model", "mnist", "--flops-ratio", "2", "--early-weights", "a", "--out", "x.json"],
+     "--early-weights"),
+    (["calibrate", "--pipeline", "/nonexistent", "--flops-ratio", "2", "--out", "x.json"], "--prompt"),
+    (["calibrate", "--flops-ratio", "2", "--out", "x.json"], "one of the arguments --model --pipeline"),
+])
+def test_calibrate_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_calibrate_writes_a_schedule_file_that_configures_caching(tmp_path, capsys):
+    from toca_compile import ToCaConfig
+    from toca_compile.calibration import read_schedule_file
+
+    out = tmp_path / "s.json"
+    main(["calibrate", "--model", "mnist", "--flops-ratio", "2", "--steps", "6", "--samples", "2",
+          "--modes", "fora", "--early-weights", "0", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    saved = read_schedule_file(out)
+    assert saved.mode == "fora" and saved.num_steps == 6 and len(saved.full_steps) <= 3
+    assert saved.info["flops_ratio"] >= 2 * 0.995 and f"wrote {out}" in printed
+    assert ToCaConfig.from_schedule_file(str(out)).schedule().full_steps == saved.full_steps
+
+
 def test_comparison_png_is_uncached_cached_difference_grids(tmp_path):
     uncached = torch.zeros(3, 1, 28, 28) - 1
     cached = uncached.clone()

@@ -119,6 +119,23 @@ def test_every_preset_equals_the_oracle(preset):
     assert stats.full_steps + stats.partial_steps == steps and stats.partial_steps > 0
 
 
+@given(spec=arch_specs(), mode=st.sampled_from(["toca", "fora", "taylorseer"]), order=st.integers(1, 2),
+       full=st.sets(st.integers(1, 11), max_size=6), warmup=st.integers(1, 4))
+@examples(10)
+def test_listed_full_steps_and_warmup_equal_the_oracle(spec, mode, order, full, warmup, tmp_path_factory):
+    """Irregularly spaced full steps (a calibrated schedule file; TaylorSeer divides by each
+    gap) and warm-up full steps, over a generation longer than the file's steps."""
+    from toca_compile.calibration import SavedSchedule
+
+    path = tmp_path_factory.mktemp("schedule") / "s.json"
+    SavedSchedule(12, (0, *sorted(full)), mode, order, 0.3).write(path)
+    listed = ToCaConfig.from_schedule_file(str(path), compiler="eager")
+    run_both(spec, listed, steps=14, branches=1, generations=1)
+    warm = ToCaConfig(mode=mode, taylor_order=order, ratio=0.3, interval=3, warmup=warmup, compiler="eager")
+    toca = run_both(spec, warm, steps=10, branches=1, generations=1)
+    assert toca.stats().full_steps == sum(1 for i in range(10) if i < warmup or (i - warmup + 1) % 3 == 0)
+
+
 def test_the_oracle_covers_every_preset():
     from oracle import PUBLISHED
 

@@ -17,12 +17,16 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--interval", type=int, default=None, help="override ToCaConfig.interval")
     demo.add_argument("--ratio", type=float, default=None, help="override ToCaConfig.ratio")
     demo.add_argument("--out", default="toca_demo.png", help="where to write the side-by-side PNG")
+    from .calibrate_cli import add_calibrate_parser, run_calibrate
     from .flops_cli import add_flops_parser, run_flops
 
     add_flops_parser(sub)
+    calibrate = add_calibrate_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "flops":
         run_flops(args, parser)
+    if args.command == "calibrate":
+        run_calibrate(args, calibrate)
     if args.command == "demo":
         from .config import ToCaConfig
         from .demo import run_demo

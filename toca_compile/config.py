@@ -49,6 +49,13 @@ class ToCaConfig:
         steps: ratio 0), ``"duca"`` (partial steps alternate ToCa and aggressive steps that
         run no block), ``"taylorseer"`` (forecast branch outputs from finite differences).
     taylor_order: order of the TaylorSeer forecast, 1 or 2 (memory grows as order + 1).
+    warmup: the first ``warmup`` steps are full, then every ``interval``-th step counted from
+        the last of them (1: full at 0, N, 2N, ...). The first steps change the most and are
+        forecast worst; a few full ones at the start buy much quality for little compute.
+    schedule_file: a schedule written by ``toca calibrate`` / :func:`toca_compile.calibration.
+        calibrate` (JSON): its full steps replace ``interval`` / ``warmup``, and ``mode``,
+        ``taylor_order`` and ``ratio`` must match the file's (``ToCaConfig.from_schedule_file``
+        takes them from it).
     max_shapes: input shapes per compiled code whose caches and variants stay alive; the least
         recently used shape beyond it is freed (and re-specialised if it comes back).
     max_branches: calls per step that get caches of their own (CFG branches; a graph reused
@@ -69,6 +76,8 @@ class ToCaConfig:
     preset: str | None = None
     mode: Mode = "toca"
     taylor_order: int = 1
+    warmup: int = 1
+    schedule_file: str | None = None
     max_shapes: int = 8
     max_branches: int = 4
 
@@ -94,20 +103,60 @@ class ToCaConfig:
         if not isinstance(self.taylor_order, int) or isinstance(self.taylor_order, bool) \
                 or self.taylor_order not in _TAYLOR_ORDERS:
             raise ValueError(f"ToCaConfig.taylor_order must be the integer 1 or 2, got {self.taylor_order!r}")
+        _check_int("warmup", self.warmup, low=1)
+        if self.preset is not None and self.warmup != 1:
+            raise ValueError("ToCaConfig.warmup applies to interval schedules; a preset sets its own first full steps "
+                             f"(got preset={self.preset!r}, warmup={self.warmup})")
+        if self.schedule_file is not None:
+            self._check_schedule_file()
         _check_int("max_shapes", self.max_shapes, low=1)
         _check_int("max_branches", self.max_branches, low=1)
+
+    @classmethod
+    def from_schedule_file(cls, path: str, **changes: object) -> "ToCaConfig":
+        """Settings that run the calibrated schedule in ``path`` with the mode, order and ratio
+        it was calibrated for; ``changes`` set any other field."""
+        from .calibration import read_schedule_file  # noqa: PLC0415
+
+        saved = read_schedule_file(path)
+        return cls(**{"mode": saved.mode, "taylor_order": saved.taylor_order, "ratio": saved.ratio,
+                      "schedule_file": str(path), **changes})  # type: ignore[arg-type]
+
+    def _check_schedule_file(self) -> None:
+        from .calibration import read_schedule_file  # noqa: PLC0415
+
+        if not isinstance(self.schedule_file, str):
+            raise ValueError(f"ToCaConfig.schedule_file must be None or a path string, got {self.schedule_file!r}")
+        if self.preset is not None:
+            raise ValueError("ToCaConfig.schedule_file and preset both choose the full steps; set one of them")
+        saved = read_schedule_file(self.schedule_file)
+        mine = (self.mode, self.taylor_order if self.mode == "taylorseer" else None, self.ratio if self.mode == "toca" else None)
+        theirs = (saved.mode, saved.taylor_order if saved.mode == "taylorseer" else None,
+                  saved.ratio if saved.mode == "toca" else None)
+        if mine != theirs:
+            raise ValueError(
+                f"schedule file {self.schedule_file} was calibrated for mode={saved.mode!r}, "
+                f"taylor_order={saved.taylor_order}, ratio={saved.ratio}; these settings say mode={self.mode!r}, "
+                f"taylor_order={self.taylor_order}, ratio={self.ratio}. Use ToCaConfig.from_schedule_file(path).")
 
     def schedule(self) -> "Schedule":
         """The schedule these settings describe.
 
-        ``preset`` set: that preset; otherwise full every ``interval`` steps with ``ratio``.
+        ``schedule_file`` set: its full steps; ``preset`` set: that preset; otherwise full every
+        ``interval`` steps (after ``warmup`` full ones) with ``ratio``.
         ``mode="fora"`` sets the ratio to 0; ``mode="duca"`` makes every second partial step
         after a full step an aggressive one.
         """
         from .presets import get_preset  # noqa: PLC0415
         from .schedule import IntervalSchedule, ToCaSchedule  # noqa: PLC0415
 
+        if self.schedule_file is not None:
+            from .calibration import read_schedule_file  # noqa: PLC0415
+
+            return read_schedule_file(self.schedule_file).schedule()
         changes: dict[str, object] = {}
+        if self.warmup > 1:
+            changes["first_full"] = self.warmup
         if self.mode == "fora":
             changes["base_ratio"] = 0.0
         if self.mode == "duca":

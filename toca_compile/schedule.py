@@ -3,10 +3,13 @@
 The schedule is a plain object queried by the runtime on the host once per call; it never
 reaches the compiled graphs except through the static ``k`` of the variant it selects.
 
-Two schedules live here:
+Three schedules live here:
 
 * :class:`IntervalSchedule`: full every ``interval`` steps, one fixed ratio (the
   ``ToCaConfig(interval=..., ratio=...)`` behaviour).
+* :class:`StepListSchedule`: the full steps listed one by one (a calibrated schedule from
+  :mod:`toca_compile.calibration`, which places them where the model's output changes least
+  predictably).
 * :class:`ToCaSchedule`: the schedules of the official ToCa code (step-dependent full-step
   rules, step x layer x module ratio factors, per-module refresh cycles, DuCa alternation),
   with the step factor *bucketed* so that a generation needs only a few compiled variants.
@@ -70,6 +73,47 @@ class IntervalSchedule:
 
     def is_full(self, step: int) -> bool:
         return step % self.interval == 0
+
+    def module_full(self, step: int, kind: str) -> bool:
+        return False
+
+    def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
+        return 0.0 if kind in MIXING_KINDS else self.base_ratio
+
+    def aggressive(self, step: int) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class StepListSchedule:
+    """Full exactly at ``full_steps`` (step 0 always), a fixed ratio for token-wise regions.
+
+    Steps at or past ``num_steps`` are full: the list says nothing about them, and computing
+    everything is never wrong (a generation longer than the calibrated one runs uncached
+    from there on rather than on a guessed pattern).
+    """
+
+    num_steps: int
+    full_steps: tuple[int, ...]
+    base_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _int("num_steps", self.num_steps, 1)
+        steps = self.full_steps
+        if not isinstance(steps, (tuple, list)) or not all(_is_int(s) for s in steps):
+            _fail("full_steps", "a list of integer step indices", steps)
+        ordered = tuple(sorted(set(int(s) for s in steps)))
+        if not ordered or ordered[0] != 0 or ordered[-1] >= self.num_steps:
+            _fail("full_steps", f"step indices in [0, {self.num_steps - 1}] that include 0", steps)
+        object.__setattr__(self, "full_steps", ordered)
+        _number("base_ratio", self.base_ratio, 0.0, 1.0)
+
+    @cached_property
+    def _full(self) -> frozenset[int]:
+        return frozenset(self.full_steps)
+
+    def is_full(self, step: int) -> bool:
+        return step >= self.num_steps or step in self._full
 
     def module_full(self, step: int, kind: str) -> bool:
         return False
