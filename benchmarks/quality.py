@@ -74,6 +74,10 @@ class Row:
             out.update(mode=c.mode, interval=c.interval, ratio=c.ratio, score=c.score)
             if c.mode == "taylorseer":
                 out["taylor_order"] = c.taylor_order
+            if c.warmup > 1:
+                out["warmup"] = c.warmup
+            if c.schedule_file is not None:
+                out["schedule_file"] = Path(c.schedule_file).name
         return out
 
 
@@ -101,10 +105,16 @@ ROWS: list[Row] = [
     Row("taylor1-N4", "TaylorSeer", "TaylorSeer O=1 N=4", config=_cfg(mode="taylorseer", interval=4, taylor_order=1)),
     Row("taylor2-N3", "TaylorSeer", "TaylorSeer O=2 N=3", config=_cfg(mode="taylorseer", interval=3, taylor_order=2)),
     Row("taylor2-N4", "TaylorSeer", "TaylorSeer O=2 N=4", config=_cfg(mode="taylorseer", interval=4, taylor_order=2)),
+    Row("taylor1-N3-w3", "TaylorSeer", "TaylorSeer O=1 N=3, 3 warm-up",
+        config=_cfg(mode="taylorseer", interval=3, taylor_order=1, warmup=3)),
+    # schedules from `toca calibrate` shipped with the model (calibrated on other noise than these rows')
+    *[Row(f"calibrated-{r:g}x", "calibrated", f"calibrated {r:g}×",
+          config=ToCaConfig.from_schedule_file(path, compiler="eager"))
+      for r, path in zoo.mnist_schedule_files().items()],
 ]
 
 MARKERS = {"original": ("*", "black"), "fewer steps": ("o", "tab:gray"), "FORA": ("s", "tab:orange"),
-           "ToCa": ("D", "tab:blue"), "DuCa": ("^", "tab:green"), "TaylorSeer": ("v", "tab:purple")}
+           "ToCa": ("D", "tab:blue"), "DuCa": ("^", "tab:green"), "TaylorSeer": ("v", "tab:purple"), "calibrated": ("P", "tab:red")}
 
 
 # -- FLOP counting of the CPU attention kernel -------------------------------------------

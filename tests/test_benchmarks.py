@@ -106,3 +106,41 @@ def test_quality_script_runs_and_rebuilds_from_its_json(tmp_path, mnist_dir):
     rebuilt = tmp_path / "r"
     quality.main(["--from-json", str(out / "quality.json"), "--out", str(rebuilt)])
     assert (rebuilt / "quality.md").read_text() == table and (rebuilt / "quality.png").is_file()
+
+
+peers = _load("peers")
+
+
+def test_peers_script_compares_toca_with_a_diffusers_hook(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cache_dit", None)  # as in CI: cache-dit not installed
+    out = tmp_path / "p"
+    peers.main(["--rows", "ds-fbcache-0.08,ds-taylorseer-default,toca-fora-N2,cd-dbcache-0.10", "--samples", "10",
+                "--batch", "10", "--seeds", "1", "--threads", "1", "--no-timing", "--data", str(mnist_dir),
+                "--out", str(out)])
+    saved = json.loads((out / "peers.json").read_text())
+    rows = {r["name"]: r for r in saved["rows"]}
+    assert rows["original"]["flops_ratio"] == 1.0
+    fbc, fora = rows["ds-fbcache-0.08"], rows["toca-fora-N2"]
+    assert fbc["flops_per_image"] < rows["original"]["flops_per_image"] and fora["flops_ratio"] > 1.5
+    assert math.isfinite(fbc["psnr_mean"]) and math.isfinite(fora["psnr_mean"])
+    assert "transformer_blocks.* <fbc_leader_block_hook>" in fbc["hooks"]
+    skipped = {r["name"]: r["reason"] for r in saved["not_applied"]}
+    assert "cache-dit is not installed" in skipped["cd-dbcache-0.10"]
+    assert "hook no module" in skipped["ds-taylorseer-default"]  # its default identifiers miss attn1
+    table = (out / "peers.md").read_text()
+    assert "| FirstBlockCache 0.08 | diffusers |" in table and (out / "peers.png").is_file()
+
+
+def test_schedule_ablation_reproduces_diffusers_taylorseer_with_toca_compiles_forecast(capsys):
+    """Our TaylorSeer on diffusers' full steps is diffusers' hook on the pre-gate modules: same
+    FLOPs ratio and PSNR (the ablation rests on this)."""
+    ablation = _load("schedule_ablation")
+    assert ablation.diffusers_full_steps(3)[:6] == (0, 1, 2, 4, 7, 10)
+    assert ablation.warmup_full_steps(3, 3)[:5] == (0, 1, 2, 5, 8)
+    bench = ablation.Bench(samples=4)
+    from toca_compile import ToCaConfig
+
+    ours = bench.toca(ToCaConfig(mode="taylorseer"), ablation.diffusers_full_steps(3))
+    theirs = bench.diffusers_taylorseer(3, [r"transformer_blocks\.\d+\.(attn1|ff)"])
+    assert ours[1] == pytest.approx(theirs[1], abs=0.05) and 30 < ours[1] < 80
+    assert ours[0] == pytest.approx(theirs[0], rel=0.02) and ours[0] > 2.3

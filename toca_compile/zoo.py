@@ -142,6 +142,20 @@ def load_mnist_classifier(
     return model.to(device).eval().requires_grad_(False)
 
 
+def mnist_schedule_files() -> dict[float, str]:
+    """The calibrated schedules shipped for the bundled DiT (DDIM, 50 steps, CFG 3), by the
+    FLOPs ratio they were calibrated for: ``ToCaConfig.from_schedule_file(path)`` runs one.
+    Written by ``toca calibrate --model mnist --flops-ratio R --steps 50 --samples 20
+    --seed 1000`` (calibration noise disjoint from the benchmarks' seeds)."""
+    folder = resources.files("toca_compile").joinpath("assets").joinpath("schedules")
+    out = {}
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.startswith("mnist-dit-ddim50-") and name.endswith("x.json"):
+            out[float(name[len("mnist-dit-ddim50-"):-len("x.json")])] = str(entry)
+    return dict(sorted(out.items()))
+
+
 def make_scheduler(kind: str = "ddim"):
     """A fresh diffusers scheduler with :data:`MNIST_SCHEDULER_CONFIG` ("ddim" or "ddpm")."""
     from diffusers import DDIMScheduler, DDPMScheduler  # noqa: PLC0415
