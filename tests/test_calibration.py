@@ -202,3 +202,23 @@ def test_calibrate_rejects_bad_budgets_and_modes():
         calibrate(runner, steps=4, flops_ratio=2, modes=("duca",))
     with pytest.raises(ValueError, match="steps"):
         calibrate(runner, steps=1, flops_ratio=2)
+
+
+def test_calibrating_a_pipeline_follows_its_steps_and_cfg_branches():
+    """A diffusers pipeline with two transformer calls per step (FLUX true CFG): the trajectory
+    groups both calls into one step, and every candidate runs cached through ``apply``."""
+    from pipeline_zoo import PIPELINES
+
+    from toca_compile.calibration import PipelineRunner
+
+    pipe, kwargs = PIPELINES["flux-true-cfg"].build()
+    pipe.set_progress_bar_config(disable=True)
+    steps = kwargs["num_inference_steps"]
+    call = {k: v for k, v in kwargs.items() if k != "output_type"}
+    runner = PipelineRunner(pipe, [call])
+    result = calibrate(runner, steps=steps, flops_ratio=1.5, modes=("fora",), early_weights=(0.0,), progress=False)
+    assert result.best.flops_ratio >= 1.5 * 0.995 and 0 < len(result.best.full_steps) < steps
+    assert 0 < result.best.rel_error < 1
+    import toca_compile
+
+    assert not toca_compile.pipelines.is_applied(pipe)  # every candidate was removed again

@@ -305,6 +305,8 @@ def _pipeline_tensor(result: Any) -> torch.Tensor:
         value = getattr(result, name, None)
         if isinstance(value, torch.Tensor):
             return value
+        if value is not None and hasattr(value, "__array__") and not isinstance(value, list):
+            return torch.as_tensor(value)  # a numpy array (output_type="np")
     if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
         return result[0]
     raise TypeError(f"cannot find the output latents in a pipeline result of type {type(result).__name__}")
