@@ -9,6 +9,10 @@ warm-up, so machine noise hits all of them alike; the speed-up is the ratio of m
 * ``toca``: ``torch.compile(model, backend=ToCa(config).backend)``; the preset written for the
   model (``--preset``), Inductor for every variant.
 
+Each row also gives its FLOPs ratio (uncached FLOPs / the row's FLOPs, counted on the meta device)
+and its efficiency ``η = speed-up / FLOPs ratio`` against the baseline (1: the wall clock follows the
+FLOPs exactly). ``per-round speed-ups`` are the ratios of each interleaved round, a measure of noise.
+
 The sampler is a fixed-step update ``x += (t_next - t) / 1000 * out`` (its cost is negligible
 next to the model's); each generation starts from the same latents. FLOPs per generation are
 counted on the meta device with :class:`toca_compile.flops.GenerationCounter` (same model and
@@ -17,6 +21,7 @@ schedule). ``--layers N`` builds the model from its config with at most N blocks
 
     python benchmarks/speed.py --model mnist --batch 20                  # the bundled DiT, CPU
     python benchmarks/speed.py --model dit-xl-2 --device cuda --batch 16 --dtype bfloat16
+    python benchmarks/speed.py --model dit-b-2 --batch 2 --steps 20 --threads 2        # DiT-B/2 (256 tokens), CPU
     python benchmarks/speed.py --model dit-xl-2 --layers 4 --batch 4 --steps 10 --rounds 1  # smoke test
 """
 from __future__ import annotations
@@ -217,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     base = "compiled" if "compiled" in median else next(iter(median))
     ref_name = next((n for n in ("compiled", "eager") if n in outputs), None)  # the uncached output to compare
     ref = outputs[ref_name].float() if ref_name else None
-    lines = [f"| variant | ms / generation (median) | speed-up vs {base} | TFLOPs / generation | "
-             f"rel. L2 vs {ref_name or '-'} |", "|---|---|---|---|---|"]
+    flops = {name: report.cached if name == "toca" else report.uncached for name in fns}
+    speedup = {name: median[base] / median[name] for name in fns}
+    flops_ratio = {name: flops[base] / flops[name] for name in fns}
+    eta = {name: speedup[name] / flops_ratio[name] for name in fns}
+    per_round = {name: [b / t for b, t in zip(times[base], times[name])] for name in fns}
+    lines = [f"| variant | ms / generation (median) | speed-up vs {base} | TFLOPs / generation | FLOPs ratio | η | "
+             f"rel. L2 vs {ref_name or '-'} |", "|---|---|---|---|---|---|---|"]
     for name in fns:
-        flops = report.cached if name == "toca" else report.uncached
         err = (outputs[name].float() - ref).norm() / ref.norm() if ref is not None else float("nan")
-        lines.append(f"| {name} | {median[name] * 1e3:.1f} | {median[base] / median[name]:.2f}× | "
-                     f"{flops / 1e12:.3f} | {err:.2e} |")
+        lines.append(f"| {name} | {median[name] * 1e3:.1f} | {speedup[name]:.2f}× | {flops[name] / 1e12:.3f} | "
+                     f"{flops_ratio[name]:.2f}× | {eta[name]:.2f} | {err:.2e} |")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, " \
         f"{torch.get_num_threads()} threads"
     table = "\n".join(lines)
@@ -232,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"FLOPs ratio {report.uncached / report.cached:.2f}×; {args.rounds} interleaved rounds after warm-up; "
           f"{where}; torch {torch.__version__}; toca stats: {stats.full_steps if stats else '-'} full / "
           f"{stats.partial_steps if stats else '-'} partial steps")
+    for name in fns:
+        if name != base:
+            spread = per_round[name]
+            print(f"per-round speed-ups of {name} vs {base}: " + ", ".join(f"{r:.2f}" for r in spread)
+                  + f" (min {min(spread):.2f}, max {max(spread):.2f})")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
@@ -240,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": args.dtype, "device": where, "torch": torch.__version__, "preset": preset,
             "times_s": times, "median_s": median, "warmup_s": compile_s,
             "tflops": {"uncached": report.uncached / 1e12, "toca": report.cached / 1e12},
+            "speedup": speedup, "flops_ratio": flops_ratio, "eta": eta, "per_round_speedup": per_round,
             "table": table, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }, indent=1) + "\n", encoding="utf-8")
     return 0

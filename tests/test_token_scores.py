@@ -10,7 +10,8 @@ from profiles import examples
 
 from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
 from toca_compile import ToCa, ToCaConfig
-from toca_compile.token_scores import attention_received, cross_entropy, kv_norm, select_tokens, spatial_bonus
+from toca_compile.token_scores import (attention_received, cross_entropy, kv_norm, received_from_map, select_tokens,
+                                       spatial_bonus)
 
 
 def _explicit_received(q, k):
@@ -25,6 +26,15 @@ def _explicit_received_over_rows(q, k, rows):
     received = probs.sum(dim=-2).mean(dim=1)
     return received / received.norm(dim=-1, keepdim=True)
 
+
+
+def test_score_from_the_shared_attention_map_is_the_exact_score():
+    """Full steps with every query row scored compute the attention from its map and read s1 from it."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 20, 8, generator=g), torch.randn(2, 3, 20, 8, generator=g)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
+    assert torch.allclose(received_from_map(probs), attention_received(q, k, None, 20), atol=1e-6)
+    assert torch.allclose(received_from_map(probs), _explicit_received(q, k), atol=1e-6)
 
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(8, 48), st.integers(0, 1000))
 @examples(30)

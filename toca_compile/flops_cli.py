@@ -31,13 +31,14 @@ class ModelSpec:
 
 
 # -- DiT-XL/2 (diffusers DiTTransformer2DModel, facebook/DiT-XL-2-256 / -512) ----------------
-def _dit(sample_size: int) -> Callable[[], torch.nn.Module]:
+def _dit(sample_size: int, layers: int = 28, heads: int = 16, head_dim: int = 72) -> Callable[[], torch.nn.Module]:
+    """DiT-XL/2's configuration (DiT-B/2: 12 blocks, 12 heads x 64 = width 768)."""
     def build() -> torch.nn.Module:
         from diffusers import DiTTransformer2DModel
 
-        return DiTTransformer2DModel(num_layers=28, num_attention_heads=16, attention_head_dim=72, in_channels=4,
-                                     out_channels=8, patch_size=2, sample_size=sample_size, num_embeds_ada_norm=1000,
-                                     norm_type="ada_norm_zero")
+        return DiTTransformer2DModel(num_layers=layers, num_attention_heads=heads, attention_head_dim=head_dim,
+                                     in_channels=4, out_channels=8, patch_size=2, sample_size=sample_size,
+                                     num_embeds_ada_norm=1000, norm_type="ada_norm_zero")
     return build
 
 
@@ -109,6 +110,8 @@ def _sd3_inputs(batch: int) -> tuple[tuple, dict]:
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("dit-xl-2", "DiT-XL/2 256x256 (32x32 latents, 256 tokens), class-conditional",
               _dit(32), _dit_inputs(32), 2, "dit-ddim-50", 50),
+    ModelSpec("dit-b-2", "DiT-B/2 256x256 (32x32 latents, 256 tokens; 12 blocks, width 768), class-conditional, "
+              "random weights", _dit(32, layers=12, heads=12, head_dim=64), _dit_inputs(32), 2, "dit-ddim-50", 50),
     ModelSpec("dit-xl-2-512", "DiT-XL/2 512x512 (64x64 latents, 1024 tokens), class-conditional",
               _dit(64), _dit_inputs(64), 2, "dit-ddim-50", 50),
     ModelSpec("pixart-alpha", "PixArt-alpha XL-2 1024-MS (128x128 latents, 4096 tokens; 120 T5 tokens)",

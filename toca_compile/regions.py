@@ -92,6 +92,7 @@ class ScoreSource:
     key: fx.Node | None = None
     value: fx.Node | None = None
     scale: float | None = None
+    attention: fx.Node | None = None            # the SDPA call q, k, v come from
     cross_query: fx.Node | None = None          # cross-attention q, k (s2), if the block has one
     cross_key: fx.Node | None = None
     cross_scale: float | None = None

@@ -40,6 +40,16 @@ def attention_received(q: torch.Tensor, k: torch.Tensor, scale: float | None, sa
     return _l2(received)
 
 
+def received_from_map(probs: torch.Tensor) -> torch.Tensor:
+    """s1 from the whole attention map ``probs`` [B, H, N, N] (exact ``attention_received``).
+
+    Used on full steps when every query row is scored: the rewritten graph then computes the
+    self-attention from that map itself (softmax(q kᵀ·scale) v) instead of a fused attention
+    kernel computing it a second time.
+    """
+    return _l2(probs.float().sum(dim=-2).mean(dim=1))
+
+
 def cross_entropy(q: torch.Tensor, k: torch.Tensor, scale: float | None, cfg_halves: bool) -> torch.Tensor:
     """s2: l2-normalised ``1 + H`` of each image token's head-mean cross-attention map, [B, N]."""
     scale = (1.0 / math.sqrt(q.shape[-1])) if scale is None else scale

@@ -41,6 +41,7 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: li
                 q, k, v = arg(node, 0, "query"), arg(node, 1, "key"), arg(node, 2, "value")
                 source.kind, source.owners = config.score, (owner,)
                 source.query, source.key, source.value, source.scale = q, k, v, arg(node, 6, "scale")
+                source.attention = node
                 cross = _cross_attention(by_block[region.block], region.tokens, order, before)
                 if cross is not None and config.score == "attention" and config.entropy_weight > 0:
                     owner2, node2 = cross
