@@ -33,7 +33,7 @@ def fill_region(graph: fx.Graph, plan: RegionPlan, mapping: dict[fx.Node, fx.Nod
             else:
                 write = graph.call_function(fill_cache, (state[(index, f"slot{i}")], value))
         write.meta[EFFECT] = True
-    if not plan.partial:
+    if not plan.partial or (index, "stale") not in state:  # no selection state (TaylorSeer): no score either
         return
     with graph.inserting_after(mapping[plan.region.join]):
         clear = graph.call_function(clear_staleness, (state[(index, "stale")],))
