@@ -957,16 +957,9 @@ def _run(args, rows: list[Row]) -> int:
                 records = [r for r in records if r["name"] != row.name]
                 done += args.seeds - seed_set - 1
                 break
-            ref_images, ref_feats, ref_fid = references.get(seed_set, (None, None, math.nan))
-            scores = quality.evaluate(gen.images, labels, None if is_base else ref_images, ref_features, classifier)
-            feats = scores.pop("_features")
-            rec = {"name": row.name, "seed_set": seed_set, "flops_per_image": runner.flops_per_image,
-                   "seconds": gen.seconds, **gen.stats, **scores}
-            if is_base:
-                references[seed_set] = (gen.images, feats, scores["fid"])
-            elif args.bootstrap > 0:
-                deltas = torch.tensor(paired.bootstrap_delta(feats, ref_feats, args.bootstrap), dtype=torch.float64)
-                rec["fid_delta_boot_std"] = float(deltas.std())
+            rec, ref_fid = quality.score_seed_set(row.name, seed_set, gen, runner.flops_per_image, labels, references,
+                                                  ref_features, classifier, paired, args.bootstrap)
+            scores = rec
             records.append(rec)
             meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
             _finish(records, done_rows, unavailable, {}, meta, args.out, False, hooks)

@@ -272,6 +272,25 @@ def evaluate(images: torch.Tensor, labels: torch.Tensor, reference: Optional[tor
     return out
 
 
+def score_seed_set(name: str, seed_set: int, gen: Generation, flops_per_image: float, labels: torch.Tensor,
+                   references: dict, ref_features: torch.Tensor, classifier, paired: "PairedFid",
+                   bootstrap: int) -> tuple[dict, float]:
+    """The record of one row on one seed set, and the original's FID on that seed set. The
+    original (``name == "original"``) is stored in ``references`` for the rows after it."""
+    is_base = name == "original"
+    ref_images, ref_feats, ref_fid = references.get(seed_set, (None, None, math.nan))
+    scores = evaluate(gen.images, labels, None if is_base else ref_images, ref_features, classifier)
+    feats = scores.pop("_features")
+    rec = {"name": name, "seed_set": seed_set, "flops_per_image": flops_per_image, "seconds": gen.seconds,
+           **gen.stats, **scores}
+    if is_base:
+        references[seed_set] = (gen.images, feats, scores["fid"])
+    elif bootstrap > 0:
+        deltas = torch.tensor(paired.bootstrap_delta(feats, ref_feats, bootstrap), dtype=torch.float64)
+        rec["fid_delta_boot_std"] = float(deltas.std())
+    return rec, ref_fid
+
+
 def summarize(records: list[dict], rows: list[Row]) -> tuple[list[dict], dict]:
     """Per-row table entries and the seed-to-seed spread, from per-(row, seed set) records.
 
@@ -570,16 +589,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed_set in range(args.seeds):
             done += 1
             gen = runner.generate(labels, seed_set, f"[{done}/{total}]")
-            ref_images, ref_feats, ref_fid = references.get(seed_set, (None, None, math.nan))
-            scores = evaluate(gen.images, labels, None if is_base else ref_images, ref_features, classifier)
-            feats = scores.pop("_features")
-            rec = {"name": row.name, "seed_set": seed_set, "flops_per_image": runner.flops_per_image,
-                   "seconds": gen.seconds, **gen.stats, **scores}
-            if is_base:
-                references[seed_set] = (gen.images, feats, scores["fid"])
-            elif args.bootstrap > 0:
-                deltas = torch.tensor(paired.bootstrap_delta(feats, ref_feats, args.bootstrap), dtype=torch.float64)
-                rec["fid_delta_boot_std"] = float(deltas.std())
+            rec, ref_fid = score_seed_set(row.name, seed_set, gen, runner.flops_per_image, labels, references,
+                                          ref_features, classifier, paired, args.bootstrap)
+            scores = rec
             records.append(rec)
             meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
             _write(args.out, records, rows, meta, final=False)

@@ -33,22 +33,12 @@ from toca_compile.schedule import StepListSchedule
 def brute_force_plan(errors: torch.Tensor, n: int, weights: torch.Tensor) -> float:
     """The least cost over every set of ``n`` full steps that contains step 0."""
     T = errors.shape[0]
-    best = math.inf
-    for rest in itertools.combinations(range(1, T), n - 1):
-        full = (0, *rest)
-        cost = 0.0
-        for i in range(T):
-            if i in full:
-                continue
-            before = [f for f in full if f < i]
-            b = before[-1]
-            a = before[-2] if len(before) > 1 else b
-            cost += float(weights[i]) * float(errors[a, b, i]) ** 2
-        best = min(best, cost)
-    return best
+    return min(brute_force_plan_for(errors, (0, *rest), weights) for rest in itertools.combinations(range(1, T), n - 1))
 
 
 def brute_force_plan_for(errors, full, weights) -> float:
+    """The cost of one set of full steps: each partial step's weighted squared error from the
+    two full steps before it (one: reused)."""
     cost = 0.0
     for i in range(errors.shape[0]):
         if i in full:

@@ -64,15 +64,11 @@ class Schedule(Protocol):
     def aggressive(self, step: int) -> bool: ...
 
 
-@dataclass(frozen=True)
-class IntervalSchedule:
-    """Full every ``interval`` steps (step 0 included); a fixed ratio for token-wise regions."""
+class _FixedRatio:
+    """Partial steps of a schedule with one ratio: every token-wise region refreshes
+    ``base_ratio`` of its tokens, token-mixing ones reuse; no per-module cycles, no DuCa."""
 
-    interval: int
     base_ratio: float
-
-    def is_full(self, step: int) -> bool:
-        return step % self.interval == 0
 
     def module_full(self, step: int, kind: str) -> bool:
         return False
@@ -85,7 +81,18 @@ class IntervalSchedule:
 
 
 @dataclass(frozen=True)
-class StepListSchedule:
+class IntervalSchedule(_FixedRatio):
+    """Full every ``interval`` steps (step 0 included); a fixed ratio for token-wise regions."""
+
+    interval: int
+    base_ratio: float
+
+    def is_full(self, step: int) -> bool:
+        return step % self.interval == 0
+
+
+@dataclass(frozen=True)
+class StepListSchedule(_FixedRatio):
     """Full exactly at ``full_steps`` (step 0 always), a fixed ratio for token-wise regions.
 
     Steps at or past ``num_steps`` are full: the list says nothing about them, and computing
@@ -114,15 +121,6 @@ class StepListSchedule:
 
     def is_full(self, step: int) -> bool:
         return step >= self.num_steps or step in self._full
-
-    def module_full(self, step: int, kind: str) -> bool:
-        return False
-
-    def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
-        return 0.0 if kind in MIXING_KINDS else self.base_ratio
-
-    def aggressive(self, step: int) -> bool:
-        return False
 
 
 #: module factors a ToCaSchedule starts from; a schedule's own entries replace these
