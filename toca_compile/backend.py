@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import threading
 import warnings
 import weakref
@@ -23,6 +24,10 @@ from .graph_inputs import describe_all
 from .runtime import GraphEntry, Lane, Specialization, ToCaWarning, read_timestep
 from .schedule import Schedule
 from .stats import RegionStats, Stats, Summary
+
+#: ``logging.getLogger("toca_compile")``: INFO one line per analysed graph and per compiled
+#: variant, DEBUG the decisions of each step; warnings go through ``ToCaWarning`` as well
+log = logging.getLogger("toca_compile")
 
 #: generations kept for :meth:`ToCa.summary`
 LOG_LIMIT = 16
@@ -283,6 +288,13 @@ class ToCa:
             if spec.reason:
                 self.warn(f"graph {entry.index}: nothing cached, running it with plain "
                           f"{'Inductor' if self.config.compiler == 'inductor' else 'eager'}: {spec.reason}")
+            elif log.isEnabledFor(logging.INFO) and spec.ctx is not None:
+                kinds = collections.Counter(p.region.kind for p in spec.ctx.plans)
+                per_token = sum(1 for p in spec.ctx.plans if p.partial)
+                log.info("graph %d%s: %d regions (%s), %d refreshed per token, %d reused whole",
+                         entry.index, f" at sizes {key}" if key else "", len(spec.ctx.plans),
+                         ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())), per_token,
+                         len(spec.ctx.plans) - per_token)
             shapes = self._shapes.setdefault(entry.family, collections.OrderedDict())
             refs = shapes.setdefault(spec.shape_key, [])
             refs.append(weakref.ref(spec))

@@ -17,6 +17,7 @@ The compiled graphs never branch and Dynamo never recompiles for a decision.
 """
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable
@@ -34,6 +35,8 @@ from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
 from .scores import random_scores
 from .stats import RegionStats
+
+log = logging.getLogger("toca_compile")
 
 if TYPE_CHECKING:
     from .backend import ToCa
@@ -217,6 +220,9 @@ class Specialization:
         decisions = self._decisions.get((step, full))
         if decisions is None:
             decisions = self._decisions[(step, full)] = self._decide(step, full)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("graph %d: step %d %s: %s", self.entry.index, step, "full" if full else "partial",
+                      " ".join(f"{i}:{_decision_name(d)}" for i, d in sorted(decisions.items())))
         return decisions
 
     def _decide(self, step: int, full: bool) -> dict[int, int]:
@@ -291,6 +297,8 @@ class Specialization:
                 gm = build_variant(self.ctx, decisions)  # type: ignore[arg-type]
                 fn = self.variants[key] = compile_graph(gm, list(args) + state.tensors, toca.config.compiler)
                 toca.count_variant()
+                log.info("graph %d: compiled variant %d (%s)", self.entry.index, len(self.variants),
+                         " ".join(_decision_name(d) for d in key))
         return fn
 
     def _run_plain(self, args: tuple) -> Any:
@@ -376,3 +384,14 @@ class GraphEntry:
         if torch.is_grad_enabled() and any(m.requires_grad for m in inputs):
             return "gradients are enabled; caching is for inference (run under torch.no_grad())"
         return ""
+
+
+def _decision_name(decision: int) -> str:
+    """A region decision in words: full, reuse, forecast, skip or the rows recomputed."""
+    if decision == FULL:
+        return "full"
+    if decision == FORECAST:
+        return "forecast"
+    if decision == SKIP:
+        return "skip"
+    return "reuse" if decision == 0 else f"rows{decision}"
