@@ -19,7 +19,6 @@ of each image against the uncached one (mean over images). The rows isolate:
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import warnings
@@ -78,29 +77,29 @@ class Bench:
         return self.uncached / sum(sink), self.psnr(images)
 
     def diffusers_taylorseer(self, interval: int, identifiers: list[str]) -> tuple[float, float]:
-        from diffusers.hooks import HookRegistry, TaylorSeerCacheConfig, apply_taylorseer_cache  # noqa: PLC0415
-        from diffusers.hooks.hooks import CacheContext, _set_cache_context  # noqa: PLC0415
-        from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
-
+        """diffusers' TaylorSeer hook (3 warm-up steps, order 1, fp32 factors) on the modules
+        ``identifiers`` match, driven as in peers.py (its ``Denoiser`` sets the cache context)."""
+        peers = _load_peers()
         model = zoo.load_mnist_dit()
-        config = TaylorSeerCacheConfig(cache_interval=interval, max_order=1, disable_cache_before_step=3,
-                                       taylor_factors_dtype=torch.float32, cache_identifiers=identifiers)
-        apply_taylorseer_cache(model, config)
-        registry = HookRegistry.check_if_exists_or_initialize(model)
-        registry.invalidate_child_registries_cache()
-        hooked = [n for n, _ in model.named_modules() if any(re.fullmatch(p, n) for p in identifiers)]
-        if not hooked:
-            raise ValueError(f"identifiers {identifiers} hook nothing")
+        peers.ds_taylorseer(interval, identifiers=identifiers)(model, None, None)
+        denoiser = peers.Denoiser(model)
+        denoiser.start()
+        denoiser.count = True
+        images = self.generate(denoiser)
+        return self.uncached / denoiser.flops, self.psnr(images)
 
-        def call(x, timestep, class_labels, return_dict):
-            _set_cache_context(model, CacheContext("cond"))
-            return model(x, timestep=timestep, class_labels=class_labels, return_dict=return_dict)
 
-        call.config = model.config  # type: ignore[attr-defined]  (zoo.sample reads the sample size)
-        call.parameters = model.parameters  # type: ignore[attr-defined]
-        with FlopCounterMode(display=False) as counter:
-            images = self.generate(call)
-        return self.uncached / counter.get_total_flops(), self.psnr(images)
+def _load_peers():
+    """benchmarks/peers.py, loaded by path under the name the tests use."""
+    import importlib.util  # noqa: PLC0415
+
+    name = "bench_peers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name("peers.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def rows(bench: Bench) -> dict[str, list[tuple[str, Callable[[], tuple[float, float]]]]]:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 FORMAT = "toca-compile schedule"
 VERSION = 1
 MODES = ("taylorseer", "fora", "toca")
+#: a measured FLOPs ratio this close under the target meets it (counting rounds a little)
+_BUDGET_SLACK = 0.995
 
 
 # -- the saved file ------------------------------------------------------------------------
@@ -329,7 +331,7 @@ def calibrate(runner: ModelRunner | PipelineRunner, *, steps: int, flops_ratio: 
     error of the final outputs wins. ``torch._dynamo.reset()`` runs around each candidate.
     """
     from .config import ToCaConfig  # noqa: PLC0415
-    from .flops import counting  # noqa: PLC0415
+    from .flops import _progress, counting  # noqa: PLC0415
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
@@ -338,7 +340,7 @@ def calibrate(runner: ModelRunner | PipelineRunner, *, steps: int, flops_ratio: 
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty subset of {list(MODES)}, got {list(modes)}")
-    bar = _progress(progress, total=1 + len(modes) * (len(early_weights) + 1))
+    bar = _progress(progress, 1 + len(modes) * (len(early_weights) + 1), "calibrating") or _NoBar()
     reference: list[torch.Tensor] = []
     with _model_flops(runner.model) as uncached_flops:
         trajectory = record_trajectory(runner.model, lambda: reference.append(runner.uncached()), steps)
@@ -372,7 +374,7 @@ def calibrate(runner: ModelRunner | PipelineRunner, *, steps: int, flops_ratio: 
             if plan in tried:
                 break
             tried.add(plan)
-            if evaluate(mode, plan).flops_ratio >= flops_ratio * 0.995 or count == 1:
+            if evaluate(mode, plan).flops_ratio >= flops_ratio * _BUDGET_SLACK or count == 1:
                 break
             count -= 1
         for w in weights[1:]:  # the same number of full steps costs the same FLOPs
@@ -381,7 +383,7 @@ def calibrate(runner: ModelRunner | PipelineRunner, *, steps: int, flops_ratio: 
                 tried.add(plan)
                 evaluate(mode, plan)
     bar.close()
-    fitting = [c for c in candidates if c.flops_ratio >= flops_ratio * 0.995] or candidates
+    fitting = [c for c in candidates if c.flops_ratio >= flops_ratio * _BUDGET_SLACK] or candidates
     best = min(fitting, key=lambda c: c.rel_error)
     info = {"target_flops_ratio": flops_ratio, "flops_ratio": best.flops_ratio, "rel_error": best.rel_error,
             "psnr": best.psnr, "model": describe or type(runner.model).__name__,
@@ -420,18 +422,9 @@ def _model_flops(model: torch.nn.Module):
             handle.remove()
 
 
-def _progress(enabled: bool, total: int):
-    if enabled:
-        try:
-            from tqdm.auto import tqdm  # noqa: PLC0415
-
-            return tqdm(total=total, desc="calibrating", unit="run", leave=False)
-        except ImportError:
-            pass
-    return _NoBar()
-
-
 class _NoBar:
+    """Stands in for the progress bar when ``progress=False``."""
+
     def update(self, n: int = 1) -> None:
         pass
 

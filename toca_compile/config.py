@@ -130,14 +130,18 @@ class ToCaConfig:
         if self.preset is not None:
             raise ValueError("ToCaConfig.schedule_file and preset both choose the full steps; set one of them")
         saved = read_schedule_file(self.schedule_file)
-        mine = (self.mode, self.taylor_order if self.mode == "taylorseer" else None, self.ratio if self.mode == "toca" else None)
-        theirs = (saved.mode, saved.taylor_order if saved.mode == "taylorseer" else None,
-                  saved.ratio if saved.mode == "toca" else None)
-        if mine != theirs:
+
+        def settings(mode: str, order: int, ratio: float) -> tuple:  # what a mode actually uses
+            return mode, order if mode == "taylorseer" else None, ratio if mode == "toca" else None
+
+        if settings(self.mode, self.taylor_order, self.ratio) != settings(saved.mode, saved.taylor_order, saved.ratio):
             raise ValueError(
                 f"schedule file {self.schedule_file} was calibrated for mode={saved.mode!r}, "
                 f"taylor_order={saved.taylor_order}, ratio={saved.ratio}; these settings say mode={self.mode!r}, "
                 f"taylor_order={self.taylor_order}, ratio={self.ratio}. Use ToCaConfig.from_schedule_file(path).")
+        # the schedule these settings run is the one validated here, read once (not a field:
+        # equality, hashing and repr stay those of the path)
+        object.__setattr__(self, "_saved_schedule", saved)
 
     def schedule(self) -> "Schedule":
         """The schedule these settings describe.
@@ -151,9 +155,7 @@ class ToCaConfig:
         from .schedule import IntervalSchedule, ToCaSchedule  # noqa: PLC0415
 
         if self.schedule_file is not None:
-            from .calibration import read_schedule_file  # noqa: PLC0415
-
-            return read_schedule_file(self.schedule_file).schedule()
+            return self._saved_schedule.schedule()  # type: ignore[attr-defined]  (set by _check_schedule_file)
         changes: dict[str, object] = {}
         if self.warmup > 1:
             changes["first_full"] = self.warmup
