@@ -959,14 +959,13 @@ def _run(args, rows: list[Row]) -> int:
                 break
             rec, ref_fid = quality.score_seed_set(row.name, seed_set, gen, runner.flops_per_image, labels, references,
                                                   ref_features, classifier, paired, args.bootstrap)
-            scores = rec
             records.append(rec)
             meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
             _finish(records, done_rows, unavailable, {}, meta, args.out, False, hooks)
-            extra = "" if is_base else (f", dFID {scores['fid'] - ref_fid:+.2f}, "
-                                        f"PSNR {quality._pooled([scores['psnr']])[0]:.2f} dB")
+            extra = "" if is_base else (f", dFID {rec['fid'] - ref_fid:+.2f}, "
+                                        f"PSNR {quality._pooled([rec['psnr']])[0]:.2f} dB")
             tqdm.write(f"{row.name} seed set {seed_set}: {runner.flops_per_image / 1e9:.3f} GFLOPs/image, "
-                       f"FID {scores['fid']:.2f}{extra} ({gen.seconds:.1f} s, {meta['wall_minutes']:.1f} min so far)",
+                       f"FID {rec['fid']:.2f}{extra} ({gen.seconds:.1f} s, {meta['wall_minutes']:.1f} min so far)",
                        file=sys.stderr)
 
     timing_rows: dict = {}

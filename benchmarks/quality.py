@@ -591,15 +591,14 @@ def main(argv: list[str] | None = None) -> int:
             gen = runner.generate(labels, seed_set, f"[{done}/{total}]")
             rec, ref_fid = score_seed_set(row.name, seed_set, gen, runner.flops_per_image, labels, references,
                                           ref_features, classifier, paired, args.bootstrap)
-            scores = rec
             records.append(rec)
             meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
             _write(args.out, records, rows, meta, final=False)
             extra = "" if is_base else (
-                f", dFID {scores['fid'] - ref_fid:+.2f}, "
-                f"PSNR {_pooled([scores['psnr']])[0]:.2f} dB, SSIM {_pooled([scores['ssim']])[0]:.4f}")
+                f", dFID {rec['fid'] - ref_fid:+.2f}, "
+                f"PSNR {_pooled([rec['psnr']])[0]:.2f} dB, SSIM {_pooled([rec['ssim']])[0]:.4f}")
             tqdm.write(f"{row.name} seed set {seed_set}: {runner.flops_per_image / 1e9:.3f} GFLOPs/image, "
-                       f"FID {scores['fid']:.2f}, accuracy {scores['accuracy'] * 100:.1f}%{extra} "
+                       f"FID {rec['fid']:.2f}, accuracy {rec['accuracy'] * 100:.1f}%{extra} "
                        f"({gen.seconds:.1f} s, {meta['wall_minutes']:.1f} min so far)", file=sys.stderr)
 
     meta["wall_minutes"] = (time.perf_counter() - t_start) / 60

@@ -27,7 +27,6 @@ def _explicit_received_over_rows(q, k, rows):
     return received / received.norm(dim=-1, keepdim=True)
 
 
-
 def test_score_from_the_shared_attention_map_is_the_exact_score():
     """Full steps with every query row scored compute the attention from its map and read s1 from it."""
     g = torch.Generator().manual_seed(0)
