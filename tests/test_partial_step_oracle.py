@@ -43,7 +43,7 @@ def test_partial_steps_equal_the_graph_oracle(name):
     # each region refreshed per token or reused whole, as the model source says
     for graph in toca.graphs:
         for spec in graph.specs.values():
-            for plan in spec.ctx.plans if spec.ctx is not None else ():
+            for plan in spec.analysis.plans if spec.analysis is not None else ():
                 reuse = not plan.partial
                 assert reuse == expects_reuse(entry, plan.region.kind, plan.region.label), (
                     f"{name}: {plan.region.label} is {'reused whole' if reuse else 'refreshed per token'}"

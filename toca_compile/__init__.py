@@ -2,7 +2,7 @@
 torch.compile backend that works on any traced transformer."""
 from .backend import ToCa, default_toca, toca_backend
 from .config import ToCaConfig
-from .inspect import inspect
+from .inspection import inspect
 from .pipelines import applied, apply, is_applied, remove, summary
 from .runtime import ToCaWarning
 from .stats import Stats, Summary

@@ -226,7 +226,7 @@ class ToCa:
         states = [s for key, s in self.lane().states.get(spec, {}).items() if key != ("scratch",)]
         state = states[branch]
         out: dict[str, dict[str, torch.Tensor]] = {}
-        for plan in spec.ctx.plans:  # type: ignore[union-attr]
+        for plan in spec.analysis.plans:  # type: ignore[union-attr]
             keys = {k[1]: t for k, t in state.by_key.items() if k[0] == plan.region.index}
             out[f"{plan.region.index}:{plan.region.label}"] = keys
         return out
@@ -288,13 +288,13 @@ class ToCa:
             if spec.reason:
                 self.warn(f"graph {entry.index}: nothing cached, running it with plain "
                           f"{'Inductor' if self.config.compiler == 'inductor' else 'eager'}: {spec.reason}")
-            elif log.isEnabledFor(logging.INFO) and spec.ctx is not None:
-                kinds = collections.Counter(p.region.kind for p in spec.ctx.plans)
-                per_token = sum(1 for p in spec.ctx.plans if p.partial)
+            elif log.isEnabledFor(logging.INFO) and spec.analysis is not None:
+                kinds = collections.Counter(p.region.kind for p in spec.analysis.plans)
+                per_token = sum(1 for p in spec.analysis.plans if p.partial)
                 log.info("graph %d%s: %d regions (%s), %d refreshed per token, %d reused whole",
-                         entry.index, f" at sizes {key}" if key else "", len(spec.ctx.plans),
+                         entry.index, f" at sizes {key}" if key else "", len(spec.analysis.plans),
                          ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())), per_token,
-                         len(spec.ctx.plans) - per_token)
+                         len(spec.analysis.plans) - per_token)
             shapes = self._shapes.setdefault(entry.family, collections.OrderedDict())
             refs = shapes.setdefault(spec.shape_key, [])
             refs.append(weakref.ref(spec))

@@ -17,7 +17,7 @@ import torch
 from .backend import ToCa
 from .config import ToCaConfig
 from .flops import count_flops, counting
-from .inspect import inspect
+from .inspection import inspect
 from .stats import format_table
 
 

@@ -305,9 +305,9 @@ def node_sites(gm: fx.GraphModule) -> dict[fx.Node, Site]:
 def region_kinds(toca: "ToCa") -> dict[str, str]:
     """Module path -> region kind, from the regions ``toca`` detected (first region wins)."""
     kinds: dict[str, str] = {}
-    contexts = [spec.ctx for graph in toca.graphs for spec in graph.specs.values() if spec.ctx is not None]
-    for ctx in contexts:
-        for plan in ctx.plans:
+    analyses = [spec.analysis for graph in toca.graphs for spec in graph.specs.values() if spec.analysis is not None]
+    for analysis in analyses:
+        for plan in analysis.plans:
             region = plan.region
             for node in region.branch:
                 path = module_path(node)

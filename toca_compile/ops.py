@@ -108,3 +108,45 @@ def sequence_arg(node: fx.Node, index: int, name: str) -> list[Any]:
     if name in node.kwargs:
         return [value]
     return list(node.args[index:])
+
+
+#: ``x += y`` and friends: in place on tensors
+_INPLACE_OPERATORS = frozenset({
+    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv, operator.imod,
+    operator.ipow, operator.iand, operator.ior, operator.ixor, operator.ilshift, operator.irshift, operator.imatmul,
+})
+
+
+_INPLACE_DUNDERS = frozenset({"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor",
+                              "lshift", "rshift", "matmul"})
+
+
+def _writes_self(name: str) -> bool:
+    """A tensor method that writes the tensor it is called on, judged by its ATen schema
+    (``add_``, ``copy_``, ``index_put_``...; ``out=`` overloads do not count, an ``out``
+    keyword is checked by the caller); an unknown name ending in ``_`` counts as writing."""
+    packet = getattr(torch.ops.aten, name, None)
+    if packet is None:
+        return name.endswith("_") and not name.endswith("__")
+    try:
+        for overload in packet.overloads():
+            arguments = getattr(packet, overload)._schema.arguments
+            alias = arguments[0].alias_info if arguments else None
+            if alias is not None and alias.is_write:
+                return True
+        return False
+    except (AttributeError, RuntimeError):
+        return True
+
+
+def writes_in_place(node: fx.Node) -> bool:
+    """The node writes one of its inputs: an in-place method, function or operator
+    (``x.add_(y)``, ``torch.relu_(x)``, ``x += y``, ``F.relu(x, inplace=True)``) or an ``out=`` call."""
+    if node.op not in ("call_method", "call_function"):
+        return False
+    if "out" in node.kwargs or node.kwargs.get("inplace") is True or node.target in _INPLACE_OPERATORS:
+        return True
+    name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if name.startswith("__i") and name.endswith("__"):
+        return name[3:-2] in _INPLACE_DUNDERS  # x.__iadd__(y)
+    return name.endswith("_") and not name.endswith("__") and _writes_self(name)

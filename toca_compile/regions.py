@@ -1,7 +1,11 @@
-"""Typed records of what the detection pass found; shared by every later pass."""
+"""Typed records the analysis passes produce (detection -> plans -> scores); shared by every later pass.
+
+They are frozen: a pass that refines a record returns a new one (``dataclasses.replace``),
+so what an earlier pass produced never changes under a later one.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch.fx as fx
@@ -12,7 +16,7 @@ RegionKind = Literal["attn", "joint_attn", "cross_attn", "mlp", "parallel"]
 MIXING_KINDS: frozenset[str] = frozenset({"attn", "joint_attn"})
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Region:
     """One residual branch ``join = fork + gate * branch`` of a transformer block.
 
@@ -44,9 +48,9 @@ class Region:
         return f"{name}.{self.kind}" if self.kind else name
 
 
-@dataclass
+@dataclass(frozen=True)
 class DetectionResult:
-    regions: list[Region] = field(default_factory=list)
+    regions: tuple[Region, ...] = ()
     timestep: fx.Node | None = None   # placeholder that feeds the sinusoidal embedding
     reason: str = ""                  # why nothing can be cached, when regions is empty
 
@@ -55,7 +59,7 @@ class DetectionResult:
         return 1 + max((r.block for r in self.regions), default=-1)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class CacheSlot:
     """A value kept across steps: a region's cache point, or a token-mixing value inside it."""
 
@@ -66,13 +70,13 @@ class CacheSlot:
     dtype: object
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class RegionPlan:
     """What a region caches and which nodes a partial step re-evaluates on gathered rows."""
 
     region: Region
-    slots: list[CacheSlot]            # slots[0] is the cache point
-    recompute: list[fx.Node]          # token-wise nodes between fork and cache point, in order
+    slots: tuple[CacheSlot, ...]      # slots[0] is the cache point
+    recompute: tuple[fx.Node, ...]         # token-wise nodes between fork and cache point, in order
     axes: dict                        # fx.Node -> Axes | None, from the token-axis analysis
     score: "ScoreSource | None" = None  # where the base token score comes from (token-wise only)
 
@@ -82,7 +86,7 @@ class RegionPlan:
         return self.region.partial_ok
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoreSource:
     """Graph values a token-wise region's base score is computed from on full steps."""
 

@@ -29,7 +29,7 @@ from .clock import ExplicitGeneration, GenerationLog, ModelCall, Placement, Time
 from .compilers import compile_graph
 from .flops import run_counted
 from .graph_inputs import InputMeta, describe_all
-from .passes.rewrite_partial import FORECAST, FULL, SKIP
+from .decisions import FORECAST, FULL, REUSE, SKIP, Action, Decision
 from .passes.specialize_shapes import data_dependent_node, is_symbolic, specialize_shapes
 from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
@@ -40,7 +40,7 @@ log = logging.getLogger("toca_compile")
 
 if TYPE_CHECKING:
     from .backend import ToCa
-    from .passes.pipeline import PassContext
+    from .passes.pipeline import Analysis
 
 
 class ToCaWarning(UserWarning):
@@ -109,16 +109,16 @@ class Specialization:
     entry: "GraphEntry"
     key: tuple
     shape_key: tuple
-    ctx: "PassContext | None"
+    analysis: "Analysis | None"                # None: the graph was not analysed (unsupported)
     reason: str                               # why it runs uncached ("" = cached)
     timestep_index: int | None
     param_index: int | None
     regions: list[RegionStats] = field(default_factory=list)
-    variants: dict[tuple[int, ...], Callable] = field(default_factory=dict)
+    variants: dict[tuple[Decision, ...], Callable] = field(default_factory=dict)
     broken: str = ""
     plain: Callable | None = None
     pre_leader: bool = False                   # ran before any timestep graph (inferred mode)
-    _decisions: dict[tuple[int, bool], dict[int, int]] = field(default_factory=dict)
+    _decisions: dict[tuple[int, bool], dict[int, Decision]] = field(default_factory=dict)
 
     @property
     def toca(self) -> "ToCa":
@@ -126,7 +126,7 @@ class Specialization:
 
     @property
     def gm(self) -> fx.GraphModule:
-        return self.ctx.gm if self.ctx is not None else self.entry.gm
+        return self.analysis.gm if self.analysis is not None else self.entry.gm
 
     def __call__(self, args: tuple) -> Any:
         toca = self.toca
@@ -138,7 +138,7 @@ class Specialization:
             else:
                 lane.explicit.start_model_call()
         if self.reason or self.broken:
-            nothing = self.ctx is not None and not self.ctx.plans and not self.broken
+            nothing = self.analysis is not None and not self.analysis.plans and not self.broken
             toca.count_uncached(lane, self.reason or "caching disabled after an internal error", in_log=not nothing)
             return self._run_plain(args)
         try:
@@ -200,10 +200,10 @@ class Specialization:
                 state.renew(placement.generation)
             full = fresh or toca.schedule.is_full(step)
             toca.count_placed(log, step, full)
-            offset = scope.take_regions(len(self.ctx.plans))  # type: ignore[union-attr]
+            offset = scope.take_regions(len(self.analysis.plans))  # type: ignore[union-attr]
         decisions = self._decisions_at(step, full)
         self._set_taylor_scalars(state, step, full)
-        key = tuple(decisions[p.region.index] for p in self.ctx.plans)  # type: ignore[union-attr]
+        key = tuple(decisions[p.region.index] for p in self.analysis.plans)  # type: ignore[union-attr]
         fn = self.variants.get(key)
         if fn is None:
             fn = self._compile(key, decisions, args, state)
@@ -216,39 +216,39 @@ class Specialization:
         """The schedule changed: decide every step again."""
         self._decisions = {}
 
-    def _decisions_at(self, step: int, full: bool) -> dict[int, int]:
+    def _decisions_at(self, step: int, full: bool) -> dict[int, Decision]:
         decisions = self._decisions.get((step, full))
         if decisions is None:
             decisions = self._decisions[(step, full)] = self._decide(step, full)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("graph %d: step %d %s: %s", self.entry.index, step, "full" if full else "partial",
-                      " ".join(f"{i}:{_decision_name(d)}" for i, d in sorted(decisions.items())))
+                      " ".join(f"{i}:{d}" for i, d in sorted(decisions.items())))
         return decisions
 
-    def _decide(self, step: int, full: bool) -> dict[int, int]:
-        """Per region: FULL (compute, refill), 0 (reuse the cache), k (recompute k rows),
-        FORECAST (TaylorSeer) or SKIP (DuCa aggressive step)."""
-        ctx = self.ctx
-        assert ctx is not None
+    def _decide(self, step: int, full: bool) -> dict[int, Decision]:
+        """Per region: FULL (compute, refill), REUSE, ROWS(k), FORECAST (TaylorSeer) or SKIP
+        (DuCa aggressive step)."""
+        analysis = self.analysis
+        assert analysis is not None
         if full:
-            return {p.region.index: FULL for p in ctx.plans}
+            return {p.region.index: FULL for p in analysis.plans}
         toca = self.toca
         mode, schedule = toca.config.mode, toca.schedule
         if mode == "duca" and schedule.aggressive(step):
-            return {p.region.index: SKIP for p in ctx.plans}
+            return {p.region.index: SKIP for p in analysis.plans}
         if mode == "taylorseer":
-            return {p.region.index: FORECAST for p in ctx.plans}
-        num_blocks = ctx.detection.num_blocks
+            return {p.region.index: FORECAST for p in analysis.plans}
+        num_blocks = analysis.detection.num_blocks
         decisions = {}
-        for plan in ctx.plans:
+        for plan in analysis.plans:
             region = plan.region
             if schedule.module_full(step, region.kind):
                 decisions[region.index] = FULL
-            elif plan.partial:
-                decisions[region.index] = tokens_for(schedule.ratio(step, region.kind, region.block, num_blocks),
-                                                     region.tokens)
+            elif plan.partial and mode != "fora":  # FORA reuses every branch output
+                decisions[region.index] = Decision.refresh(
+                    tokens_for(schedule.ratio(step, region.kind, region.block, num_blocks), region.tokens))
             else:
-                decisions[region.index] = 0
+                decisions[region.index] = REUSE
         return decisions
 
     def _set_taylor_scalars(self, state: BranchState, step: int, full: bool) -> None:
@@ -263,42 +263,41 @@ class Specialization:
         else:
             scalars["taylor_k"].fill_(float(step - state.last_full))
 
-    def _draw_noise(self, state: BranchState, step: int, decisions: dict[int, int], offset: int) -> None:
+    def _draw_noise(self, state: BranchState, step: int, decisions: dict[int, Decision], offset: int) -> None:
         """Random scores, drawn per region numbered across the whole model call (``offset`` +
         its index in this graph), so that blocks sharing one graph draw differently and the
         draw does not depend on where Dynamo broke the graph."""
         seed = self.toca.config.seed
-        for plan in self.ctx.plans:  # type: ignore[union-attr]
+        for plan in self.analysis.plans:  # type: ignore[union-attr]
             region = plan.region
             random = plan.score is None or plan.score.kind == "random"
-            if decisions[region.index] > 0 and random:
+            if decisions[region.index].action is Action.ROWS and random:
                 noise = state.by_key[(region.index, "base")]
                 noise.copy_(random_scores(seed, step, offset + region.index, region.batch, region.tokens))
 
-    def _count(self, decisions: dict[int, int]) -> None:
-        for plan, entry in zip(self.ctx.plans, self.regions):  # type: ignore[union-attr]
-            k = decisions[plan.region.index]
+    def _count(self, decisions: dict[int, Decision]) -> None:
+        for plan, entry in zip(self.analysis.plans, self.regions):  # type: ignore[union-attr]
             entry.partial_calls += 1
-            refreshed = plan.region.tokens if k == FULL else max(k, 0)
-            entry.tokens_refreshed += refreshed * plan.region.batch
+            entry.tokens_refreshed += decisions[plan.region.index].tokens_refreshed(plan.region.tokens) * plan.region.batch
 
     # -- compilation -----------------------------------------------------------------
     def _allocate(self) -> BranchState:
-        by_key = {spec.key: spec.allocate() for spec in self.ctx.specs}  # type: ignore[union-attr]
-        return BranchState([by_key[spec.key] for spec in self.ctx.specs], by_key)  # type: ignore[union-attr]
+        by_key = {spec.key: spec.allocate() for spec in self.analysis.specs}  # type: ignore[union-attr]
+        return BranchState([by_key[spec.key] for spec in self.analysis.specs], by_key)  # type: ignore[union-attr]
 
-    def _compile(self, key: tuple, decisions: dict[int, int], args: tuple, state: BranchState) -> Callable:
+    def _compile(self, key: tuple, decisions: dict[int, Decision], args: tuple, state: BranchState) -> Callable:
         from .passes.pipeline import build_variant
 
         toca = self.toca
         with toca.lock:
             fn = self.variants.get(key)
             if fn is None:
-                gm = build_variant(self.ctx, decisions)  # type: ignore[arg-type]
+                gm = build_variant(self.analysis, decisions,  # type: ignore[arg-type]
+                                   f"graph{self.entry.index}.variant{len(self.variants)}")
                 fn = self.variants[key] = compile_graph(gm, list(args) + state.tensors, toca.config.compiler)
                 toca.count_variant()
                 log.info("graph %d: compiled variant %d (%s)", self.entry.index, len(self.variants),
-                         " ".join(_decision_name(d) for d in key))
+                         " ".join(str(d) for d in key))
         return fn
 
     def _run_plain(self, args: tuple) -> Any:
@@ -354,27 +353,26 @@ class GraphEntry:
 
     def build(self, key: tuple, inputs: list[InputMeta]) -> Specialization:
         """Analyse the graph for one concrete shape (see :meth:`ToCa.specialize`)."""
-        from .passes.pipeline import PassContext, analyze
+        from .passes.pipeline import analyze
 
         toca = self.toca
         shape_key = tuple((m.shape, m.dtype) for m in inputs if m.is_tensor and not m.is_param)
         param_index = next((i for i, m in enumerate(inputs) if m.is_param), None)
-        reason, ctx = self._unsupported(inputs), None
+        reason, analysis = self._unsupported(inputs), None
         if not reason:
             try:
                 gm = specialize_shapes(self.gm, inputs) if self.symbolic else self.gm
-                ctx = PassContext(gm, list(inputs), toca.config)
-                analyze(ctx)
-                reason = ctx.detection.reason
+                analysis = analyze(gm, list(inputs), toca.config, f"graph{self.index}")
+                reason = analysis.detection.reason
             except Exception as error:  # noqa: BLE001
                 reason = f"analysis failed ({type(error).__name__}: {error})"
-        timestep = ctx.detection.timestep if ctx is not None else None
-        placeholders = [n for n in (ctx.gm if ctx is not None else self.gm).graph.nodes if n.op == "placeholder"]
-        spec = Specialization(self, key, shape_key, ctx, reason,
+        timestep = analysis.detection.timestep if analysis is not None else None
+        placeholders = [n for n in (analysis.gm if analysis is not None else self.gm).graph.nodes if n.op == "placeholder"]
+        spec = Specialization(self, key, shape_key, analysis, reason,
                               placeholders.index(timestep) if timestep is not None else None, param_index)
-        if not reason and ctx is not None:
+        if not reason and analysis is not None:
             spec.regions = [RegionStats(self.index, p.region.block, p.region.kind, p.region.label, p.region.tokens,
-                                        "rows" if p.partial else "reuse") for p in ctx.plans]
+                                        "rows" if p.partial else "reuse") for p in analysis.plans]
         return spec
 
     def _unsupported(self, inputs: list[InputMeta]) -> str:
@@ -385,13 +383,3 @@ class GraphEntry:
             return "gradients are enabled; caching is for inference (run under torch.no_grad())"
         return ""
 
-
-def _decision_name(decision: int) -> str:
-    """A region decision in words: full, reuse, forecast, skip or the rows recomputed."""
-    if decision == FULL:
-        return "full"
-    if decision == FORECAST:
-        return "forecast"
-    if decision == SKIP:
-        return "skip"
-    return "reuse" if decision == 0 else f"rows{decision}"

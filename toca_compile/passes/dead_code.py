@@ -1,42 +1,41 @@
-"""Dead-code elimination that keeps every write: cache fills, counters, user in-place ops."""
+"""Dead-code elimination that keeps every write: cache fills, counters, user in-place ops.
+
+FX's own ``eliminate_dead_code`` does the sweep; this module only says which nodes have an
+effect beyond their result. FX already knows mutable ATen overloads and its side-effectful
+functions; it does not see the writes toca-compile inserts (marked with :data:`EFFECT`), the
+in-place *methods* and in-place operators of a Dynamo graph (``x.add_(y)``, ``x += y``), or
+the functorch nesting calls flex attention traces.
+"""
 from __future__ import annotations
 
 import torch.fx as fx
 
+from ..ops import writes_in_place
 
+#: node meta key set on the cache writes a rewrite inserts
 EFFECT = "toca_effect"
-
 
 #: calls that change interpreter state (functorch's vmap nesting that flex_attention's block
 #: mask traces, grad mode): their results are often unused, their effect is not
 _STATEFUL_PREFIXES = ("_vmap_", "_enter_", "_exit_", "_set_grad_enabled", "_functorch")
 
 
-def _has_effect(node: fx.Node) -> bool:
+def has_effect(node: fx.Node) -> bool:
+    """True when removing ``node`` would change what the graph does, even if nothing uses it."""
     if node.op in ("placeholder", "output") or node.meta.get(EFFECT):
+        return True
+    if writes_in_place(node):
         return True
     if node.op == "call_function" and getattr(node.target, "__name__", "").startswith(_STATEFUL_PREFIXES):
         return True
-    raw = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-    if node.op in ("call_function", "call_method") and str(raw).endswith("_") and not str(raw).endswith("__"):
-        return True  # an in-place op of the user's model
     try:
         return node.is_impure()
-    except Exception:  # noqa: BLE001  older torch: be conservative
+    except Exception:  # noqa: BLE001  a purity check that fails: keep the node
         return True
 
 
 def remove_dead_code(gm: fx.GraphModule) -> None:
-    live: set[fx.Node] = set()
-    stack = [n for n in gm.graph.nodes if _has_effect(n)]
-    while stack:
-        node = stack.pop()
-        if node in live:
-            continue
-        live.add(node)
-        stack.extend(node.all_input_nodes)
-    for node in reversed(list(gm.graph.nodes)):
-        if node not in live:
-            gm.graph.erase_node(node)
+    """Remove every node whose value is unused and that has no effect (in place)."""
+    gm.graph.eliminate_dead_code(is_impure_node=has_effect)
     gm.graph.lint()
     gm.recompile()

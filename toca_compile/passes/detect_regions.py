@@ -11,6 +11,7 @@ No class names or module paths decide anything; module paths only name the block
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Sequence
 
 import torch.fx as fx
@@ -69,11 +70,9 @@ def detect_regions(gm: fx.GraphModule, inputs: Sequence[InputMeta]) -> Detection
             layout_known=layout is not None,
         ))
     regions.sort(key=lambda r: index.position[r.cache_point])
-    _number_blocks(regions)
-    result = DetectionResult(regions=regions, timestep=timestep)
-    if not regions:
-        result.reason = "no residual attention or MLP branch was found in this graph"
-    return result
+    numbered = _number_blocks(regions)
+    reason = "" if numbered else "no residual attention or MLP branch was found in this graph"
+    return DetectionResult(regions=numbered, timestep=timestep, reason=reason)
 
 
 def _stream_layouts(found: list[tuple[tuple[int, ...] | None, str, list[fx.Node]]]) -> dict[tuple[int, ...], tuple[int, int]]:
@@ -450,7 +449,7 @@ def _block_name(anchors: list[fx.Node]) -> str:
     return ""
 
 
-def _number_blocks(regions: list[Region]) -> None:
+def _number_blocks(regions: list[Region]) -> tuple[Region, ...]:
     """Number regions and blocks in graph order; unnamed blocks start at each attention.
 
     A named block counts once per call: one module applied twice (shared weights) gives two
@@ -460,8 +459,8 @@ def _number_blocks(regions: list[Region]) -> None:
     stay together)."""
     block, last_name = -1, None
     calls: dict[str, tuple[int, dict[tuple, frozenset[fx.Node]]]] = {}
+    numbered: list[Region] = []
     for i, region in enumerate(regions):
-        region.index = i
         name = region.block_name
         if name:
             sites = {(region.kind, _site_of(a)): frozenset(x for x in region.anchors if _site_of(x) == _site_of(a))
@@ -474,14 +473,15 @@ def _number_blocks(regions: list[Region]) -> None:
             for site, nodes in sites.items():
                 seen[site] = seen.get(site, frozenset()) | nodes
             calls[name] = (number, seen)
-            region.block = number
+            numbered.append(replace(region, index=i, block=number))
             last_name = name
             continue
         starts = region.kind in ("attn", "parallel") or (region.kind == "joint_attn" and last_name != "joint")
         if block < 0 or starts:
             block += 1
-        region.block = block
+        numbered.append(replace(region, index=i, block=block))
         last_name = "joint" if region.kind == "joint_attn" else None
+    return tuple(numbered)
 
 
 def _site_of(node: fx.Node) -> tuple[str, str]:

@@ -7,18 +7,20 @@ whose walk meets an opaque node also falls back to whole reuse, with a note sayi
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.fx as fx
 
-from ..ops import op_name, shape_of, tensor_meta
+from ..ops import op_name, shape_of, tensor_meta, writes_in_place
 from ..regions import MIXING_KINDS, CacheSlot, DetectionResult, Region, RegionPlan
 from .token_axes import Axes, analyze_branch
 
 
-def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> list[RegionPlan]:
+def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> tuple[RegionPlan, ...]:
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     points = {r.cache_point: r for r in detection.regions}
-    return [_plan_region(region, order, points) for region in detection.regions]
+    return tuple(_plan_region(region, order, points) for region in detection.regions)
 
 
 def _slot(node: fx.Node, axes: Axes | None, region: Region) -> CacheSlot:
@@ -35,21 +37,24 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
               if p in points and p is not region.cache_point and shape_of(p) == fork_shape}
     axes = analyze_branch(region.fork, region.branch, order, nested, Axes(region.batch_axis, region.token_axis))
     point = region.cache_point
-    whole = RegionPlan(region, [_slot(point, axes.get(point), region)], [], axes)
+
+    def whole(note: str) -> RegionPlan:  # reused whole on partial steps, with the reason
+        reused = replace(region, partial_ok=False, note=note)
+        return RegionPlan(reused, (_slot(point, axes.get(point), reused),), (), axes)
+
     if region.kind in MIXING_KINDS:
-        region.partial_ok = False
-        region.note = region.note or "self-attention output is reused whole on partial steps"
-        return whole
+        return whole(region.note or "self-attention output is reused whole on partial steps")
+    write = _in_place_write(region)
+    if write is not None:
+        # a row copy would miss a write whose result nothing reads (h.mul_(2) before fc2(h))
+        return whole(f"in-place '{op_name(write) or write.target}' at {write.name} writes a value of the branch; "
+                     "reused whole")
     if not region.layout_known:
-        region.partial_ok = False
-        region.note = ("no attention or modulation in this graph shows which axis of the stream holds the "
-                       "tokens; reused whole")
-        return whole
+        return whole("no attention or modulation in this graph shows which axis of the stream holds the tokens; "
+                     "reused whole")
     point_axes = axes.get(point)
     if point_axes is None or point_axes.mixing:
-        region.partial_ok = False
-        region.note = f"cache point {point.name} has no token axis; reused whole"
-        return whole
+        return whole(f"cache point {point.name} has no token axis; reused whole")
     recompute: set[fx.Node] = set()
     mixing: list[fx.Node] = []
     stack = [point]
@@ -59,18 +64,25 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
             continue
         node_axes = axes.get(node)
         if node_axes is None:
-            region.partial_ok = False
-            region.note = f"'{op_name(node) or node.op}' at {node.name} hides the token axis; reused whole"
-            return whole
+            return whole(f"'{op_name(node) or node.op}' at {node.name} hides the token axis; reused whole")
         if node_axes.mixing:
             if not isinstance(tensor_meta(node), torch.Tensor):
-                region.partial_ok = False
-                region.note = f"token-mixing value {node.name} is not a tensor; reused whole"
-                return whole
+                return whole(f"token-mixing value {node.name} is not a tensor; reused whole")
             mixing.append(node)
             continue
         recompute.add(node)
         stack.extend(n for n in node.all_input_nodes if n in region.branch or n is region.fork)
     slots = [_slot(point, point_axes, region)] + [_slot(m, axes[m], region) for m in sorted(mixing, key=order.__getitem__)]
-    region.partial_ok = True
-    return RegionPlan(region, slots, sorted(recompute, key=order.__getitem__), axes)
+    return RegionPlan(replace(region, partial_ok=True), tuple(slots), tuple(sorted(recompute, key=order.__getitem__)), axes)
+
+
+def _in_place_write(region: Region) -> fx.Node | None:
+    """An in-place write, outside the branch, to a value the branch reads (the fork included):
+    ``h.mul_(2)`` whose result nothing uses, so a row copy of the branch would not contain it.
+    Writes inside the branch (``F.silu(h, inplace=True)`` feeding the next op) are copied
+    with it; the join may be ``x += ...``."""
+    for node in (region.fork, *region.branch):
+        for user in node.users:
+            if user not in region.branch and user is not region.join and writes_in_place(user):
+                return user
+    return None

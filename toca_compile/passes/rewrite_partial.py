@@ -15,12 +15,13 @@ from typing import Any
 
 import torch.fx as fx
 
+from ..config import ToCaConfig
+from ..decisions import FULL, Action, Decision
 from ..ops import ELEMENTWISE, arg, op_name, shape_of
 from ..regions import RegionPlan
-from ..config import ToCaConfig
 from ..row_ops import fill_cache, put_rows, refresh_staleness, take_rows, taylor_forecast
 from ..token_scores import select_tokens
-from .dead_code import EFFECT, remove_dead_code
+from .dead_code import EFFECT
 from .rewrite_full import fill_region
 from .state_inputs import GLOBAL, StateSpec, add_state_placeholders, copy_graph_module
 from .token_axes import Axes
@@ -33,38 +34,43 @@ class RewriteError(RuntimeError):
     """The partial variant could not be built for a region."""
 
 
-FULL = -1      # compute the region and refill its caches
-FORECAST = -2  # TaylorSeer: the branch output is forecast from stored differences
-SKIP = -3      # DuCa aggressive step: no block runs, the last stream value is reused
-
-
-def build_variant_graph(gm: fx.GraphModule, plans: list[RegionPlan], specs: list[StateSpec],
-                        decisions: dict[int, int], config: ToCaConfig, stream: fx.Node | None = None) -> fx.GraphModule:
-    """One executable graph: per region ``FULL``, ``0`` (reuse the cache), ``k`` rows or
-    ``FORECAST``; or, when every decision is ``SKIP``, only what follows the last block."""
+def rewrite_variant(gm: fx.GraphModule, plans: tuple[RegionPlan, ...], specs: tuple[StateSpec, ...],
+                    decisions: dict[int, Decision], config: ToCaConfig, stream: fx.Node | None = None) -> fx.GraphModule:
+    """One executable graph (a copy; ``gm`` is left alone): per region its :class:`Decision`;
+    when every decision is ``SKIP``, only what follows the last block. Dead code is left for
+    the dead-code pass."""
     new, mapping = copy_graph_module(gm)
     state = add_state_placeholders(new, specs)
+    actions = {decisions.get(p.region.index, FULL).action for p in plans}
+    if Action.SKIP in actions:
+        if actions != {Action.SKIP}:
+            raise RewriteError(f"SKIP must be every region's decision (a step that runs no block), got {sorted(a.value for a in actions)}")
+        if stream is None or (GLOBAL, "stream") not in state:
+            raise RewriteError("SKIP needs the stored residual stream, which only mode='duca' keeps")
+        mapping[stream].replace_all_uses_with(state[(GLOBAL, "stream")])
+        return new
     if stream is not None and (GLOBAL, "stream") in state:
-        if plans and all(decisions.get(p.region.index) == SKIP for p in plans):
-            mapping[stream].replace_all_uses_with(state[(GLOBAL, "stream")])
-            remove_dead_code(new)
-            return new
         with new.graph.inserting_after(mapping[stream]):
             keep = new.graph.call_function(fill_cache, (state[(GLOBAL, "stream")], mapping[stream]))
         keep.meta[EFFECT] = True
     for plan in plans:
-        k = decisions.get(plan.region.index, FULL)
-        if k == FULL:
+        decision = decisions.get(plan.region.index, FULL)
+        action = decision.action
+        if action is Action.FULL:
             owners = plan.score.owners if plan.score is not None else ()
             with_score = all(decisions.get(o, FULL) == FULL for o in owners)
             fill_region(new.graph, plan, mapping, state, config, with_score)
-        elif k == FORECAST:
+        elif action is Action.FORECAST:
+            if (plan.region.index, "taylor1") not in state:
+                raise RewriteError(f"region {plan.region.label}: FORECAST needs the Taylor state of mode='taylorseer'")
             _forecast(new.graph, plan, mapping, state)
-        elif k == 0 or not plan.partial:
+        elif action is Action.REUSE:
             _reuse(new.graph, plan, mapping, state)
+        elif not plan.partial:
+            raise RewriteError(f"region {plan.region.label} is reused whole ({plan.region.note or 'not token-wise'}); "
+                               f"it cannot recompute {decision.rows} rows")
         else:
-            _recompute_rows(new.graph, plan, mapping, state, k, config)
-    remove_dead_code(new)
+            _recompute_rows(new.graph, plan, mapping, state, decision.rows, config)
     return new
 
 

@@ -8,6 +8,7 @@ patch embedding (a convolution whose output positions multiply to the token coun
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch.fx as fx
 
@@ -18,7 +19,9 @@ from ..regions import DetectionResult, RegionPlan, ScoreSource
 _SDPA = "scaled_dot_product_attention"
 
 
-def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: list[RegionPlan], config: ToCaConfig) -> None:
+def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: tuple[RegionPlan, ...],
+                       config: ToCaConfig) -> tuple[RegionPlan, ...]:
+    """The plans, each token-wise one with the :class:`ScoreSource` its selection uses."""
     grids = _token_grids(gm)
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     # Scores cost an attention-map estimate on every full step: skip them when no partial
@@ -27,28 +30,30 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: li
     by_block: dict[int, list[RegionPlan]] = {}
     for plan in plans:
         by_block.setdefault(plan.region.block, []).append(plan)
-    for plan in plans:
-        if not plan.partial:
-            continue
-        region = plan.region
-        source = ScoreSource(kind="random", grid=grids.get(region.tokens, ()))
-        if config.score != "random" and selects:
-            # a score is computed where the region's cache is filled: its inputs must exist by then
-            before = order[region.cache_point]
-            attn = _self_attention(by_block[region.block], region.tokens, order, before)
-            if attn is not None:
-                owner, node = attn
-                q, k, v = arg(node, 0, "query"), arg(node, 1, "key"), arg(node, 2, "value")
-                source.kind, source.owners = config.score, (owner,)
-                source.query, source.key, source.value, source.scale = q, k, v, arg(node, 6, "scale")
-                source.attention = node
-                cross = _cross_attention(by_block[region.block], region.tokens, order, before)
-                if cross is not None and config.score == "attention" and config.entropy_weight > 0:
-                    owner2, node2 = cross
-                    source.owners = (owner, owner2)
-                    source.cross_query, source.cross_key = arg(node2, 0, "query"), arg(node2, 1, "key")
-                    source.cross_scale = arg(node2, 6, "scale")
-        plan.score = source
+    return tuple(replace(plan, score=_source(plan, by_block, order, grids, config, selects)) if plan.partial else plan
+                 for plan in plans)
+
+
+def _source(plan: RegionPlan, by_block: dict[int, list[RegionPlan]], order: dict[fx.Node, int],
+            grids: dict[int, tuple[int, ...]], config: ToCaConfig, selects: bool) -> ScoreSource:
+    region = plan.region
+    random = ScoreSource(kind="random", grid=grids.get(region.tokens, ()))
+    if config.score == "random" or not selects:
+        return random
+    # a score is computed where the region's cache is filled: its inputs must exist by then
+    before = order[region.cache_point]
+    attn = _self_attention(by_block[region.block], region.tokens, order, before)
+    if attn is None:
+        return random
+    owner, node = attn
+    source = replace(random, kind=config.score, owners=(owner,), query=arg(node, 0, "query"), key=arg(node, 1, "key"),
+                     value=arg(node, 2, "value"), scale=arg(node, 6, "scale"), attention=node)
+    cross = _cross_attention(by_block[region.block], region.tokens, order, before)
+    if cross is not None and config.score == "attention" and config.entropy_weight > 0:
+        owner2, node2 = cross
+        source = replace(source, owners=(owner, owner2), cross_query=arg(node2, 0, "query"),
+                         cross_key=arg(node2, 1, "key"), cross_scale=arg(node2, 6, "scale"))
+    return source
 
 
 def _heads_layout(*nodes) -> bool:

@@ -48,7 +48,7 @@ def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | N
             head, meta = plan.slots[0], tensor_meta(plan.slots[0].node)
             for order in range(1, config.taylor_order + 1):
                 specs.append(StateSpec((region.index, f"taylor{order}"), head.shape, head.dtype, meta.device))  # type: ignore[arg-type, union-attr]
-        if plan.partial and config.mode != "taylorseer":  # TaylorSeer forecasts every row: no selection
+        if plan.partial and config.mode in ("toca", "duca"):  # only these select rows (FORA reuses, TaylorSeer forecasts)
             device = tensor_meta(region.fork).device  # type: ignore[union-attr]
             for name in ("stale", "base"):
                 specs.append(StateSpec((region.index, name), (region.batch, region.tokens), torch.float32, device))

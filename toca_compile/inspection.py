@@ -1,4 +1,7 @@
-"""``toca_compile.inspect``: what the detection pass finds in a model, without caching."""
+"""``toca_compile.inspect(model, ...)``: what the analysis passes find in a model, without caching.
+
+(The module is not named ``inspect``: the package exports the function under that name.)
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +11,7 @@ import torch.fx as fx
 
 from .config import ToCaConfig
 from .graph_inputs import describe_all
-from .passes.pipeline import PassContext, analyze
+from .passes.pipeline import analyze
 from .regions import Region, RegionPlan
 from .stats import format_table
 
@@ -16,7 +19,7 @@ from .stats import format_table
 @dataclass
 class GraphReport:
     graph: int
-    plans: list[RegionPlan]
+    plans: tuple[RegionPlan, ...]
     timestep: str | None
     reason: str = ""          # why this graph would run uncached
     calls: int = 0            # calls in one model call (a graph after a break can serve every block)
@@ -70,14 +73,15 @@ def inspect(model: torch.nn.Module, *args, **kwargs) -> InspectReport:
     config = ToCaConfig(compiler="eager")
 
     def record(gm: fx.GraphModule, example_inputs: list):
-        ctx = PassContext(gm, describe_all(example_inputs), config)
+        plans: tuple[RegionPlan, ...] = ()
+        timestep = None
         try:
-            analyze(ctx)
-            reason = ctx.detection.reason
+            analysis = analyze(gm, describe_all(example_inputs), config, f"inspect{len(report.graphs)}")
+            reason, plans = analysis.detection.reason, analysis.plans
+            timestep = analysis.detection.timestep.name if analysis.detection.timestep is not None else None
         except Exception as error:  # noqa: BLE001
             reason = f"analysis failed ({type(error).__name__}: {error})"
-        timestep = ctx.detection.timestep.name if ctx.detection.timestep is not None else None
-        graph = GraphReport(len(report.graphs), ctx.plans, timestep, reason)
+        graph = GraphReport(len(report.graphs), plans, timestep, reason)
         report.graphs.append(graph)
 
         def run(*args):
