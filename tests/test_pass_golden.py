@@ -16,6 +16,8 @@ The modules (all B=2 samples, C=32 channels, 2 heads):
                       tokens (no gate): ``x = x + proj(sdpa(q(ln x), k(ctx), v(ctx)))``.
 * ``MLPOnly``       — ``depth`` residual MLP blocks ``x + fc2(gelu(fc1(ln x)))``, no timestep,
                       no attention, no modulation.
+* ``SeqFirst``      — one sequence-first block [N, B, C] as research code around
+                      ``nn.MultiheadAttention`` writes it: ``x + mha(ln x)``, ``x + mlp(ln x)``.
 * ``NoResidual``    — fc1, gelu, fc2 on a token stream with no residual add.
 * ``OuterResidual`` — ``x + proj(h)`` around an inner residual MLP block ``h = x + mlp(x)``.
 
@@ -225,6 +227,20 @@ class MLPOnly(nn.Module):
         return x
 
 
+class SeqFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(C)
+        self.attn = nn.MultiheadAttention(C, HEADS)
+        self.norm2 = nn.LayerNorm(C)
+        self.mlp = Mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
 class CountingMLP(nn.Module):
     """MLPOnly(depth=1) that also counts its calls in a buffer, in place, outside any branch."""
 
@@ -270,6 +286,12 @@ def dit(depth: int = 2, cross: bool = False) -> Captured:
 def mlp_only(batch: int = B) -> Captured:
     torch.manual_seed(0)
     return capture(MLPOnly(), torch.randn(batch, N, C))
+
+
+@functools.cache
+def seq_first() -> Captured:
+    torch.manual_seed(0)
+    return capture(SeqFirst(), torch.randn(N, B, C))
 
 
 @functools.cache
@@ -448,6 +470,15 @@ def test_detect_mlp_only_blocks():
     assert [r.tokens for r in detection.regions] == [N, N]
     assert all(r.gate is None for r in detection.regions)
     assert detection.timestep is None
+
+
+def test_detect_sequence_first_stream():
+    """A [N, B, C] stream whose nn.MultiheadAttention has N queries holds its tokens on axis 0:
+    both regions (attn, then mlp, one block) have token axis 0 and batch axis 1."""
+    regions = analyse(seq_first(), EAGER, through="detect").detection.regions
+    assert [r.kind for r in regions] == ["attn", "mlp"]
+    assert [r.block for r in regions] == [0, 0]
+    assert [(r.batch_axis, r.token_axis, r.batch, r.tokens) for r in regions] == [(1, 0, B, N)] * 2
 
 
 def test_detect_no_residual_block():
@@ -796,6 +827,26 @@ def test_rewrite_rows_cross_attention_query_side_on_rows():
     assert shapes[linear_of(gm, captured, block.cross_attn.kv)[0].name] == (B, M, 2 * C)
     (sdpa,) = [n for n in gm.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
     assert shapes[sdpa.name] == (B, HEADS, 5, C // HEADS)
+
+
+def test_rewrite_rows_sequence_first():
+    """On a sequence-first stream the rows are gathered along axis 0: with k=3 the MLP runs on
+    [3, B, .] rows and scatters into its [N, B, C] cache, while the staleness counter and score
+    stay [B, N]; the reused nn.MultiheadAttention is gone."""
+    captured = seq_first()
+    ctx = analyse(captured, EAGER)
+    assert state_specs(ctx) == {(0, "slot0"): (N, B, C), (1, "slot0"): (N, B, C),
+                                (1, "stale"): (B, N), (1, "base"): (B, N)}
+    gm = variant(ctx, {0: REUSE, 1: 3})
+    after = count_ops(gm)
+    assert after["multi_head_attention_forward"] == 0
+    assert after["linear"] == 2 and after["take_rows"] == 1 and after["put_rows"] == 1
+    shapes = run_shapes(gm, captured, ctx)
+    mlp = captured.model.mlp
+    assert shapes[linear_of(gm, captured, mlp.fc1)[0].name] == (3, B, 4 * C)
+    assert shapes[linear_of(gm, captured, mlp.fc2)[0].name] == (3, B, C)
+    (put,) = [n for n in gm.graph.nodes if op_kind(n) == "put_rows"]
+    assert shapes[put.name] == (N, B, C)
 
 
 TAYLOR = ToCaConfig(compiler="eager", mode="taylorseer")
