@@ -1,0 +1,966 @@
+"""Golden tests per pass: a tiny hand-written module in, the expected regions / rewritten ops out.
+
+In the style of vLLM's compilation tests: each module is captured by Dynamo into one FX graph,
+run through the passes, and the result is compared with what the module's *source* says it must
+be (counted by hand: two blocks of qkv + proj + fc1 + fc2 linears, one SDPA per attention, ...),
+never with a dump of what the implementation produced. Every test states its rule in its
+docstring.
+
+The modules (all B=2 samples, C=32 channels, 2 heads):
+
+* ``TinyDiT``       — 8x8x4 latent -> conv patch embedding (2x2) -> N=16 tokens; sinusoidal
+                      timestep embedding -> 2 linears -> ``c``; ``depth`` pre-norm blocks with an
+                      adaLN linear (shift/scale/gate x 2), self-attention (qkv, SDPA, proj) and an
+                      MLP (fc1, gelu, fc2); final layer norm + one linear. With ``cross=True`` each
+                      block also has a PixArt-style cross-attention to a text context of M=8
+                      tokens (no gate): ``x = x + proj(sdpa(q(ln x), k(ctx), v(ctx)))``.
+* ``MLPOnly``       — ``depth`` residual MLP blocks ``x + fc2(gelu(fc1(ln x)))``, no timestep,
+                      no attention, no modulation.
+* ``SeqFirst``      — one sequence-first block [N, B, C] as research code around
+                      ``nn.MultiheadAttention`` writes it: ``x + mha(ln x)``, ``x + mlp(ln x)``.
+* ``NoResidual``    — fc1, gelu, fc2 on a token stream with no residual add.
+* ``OuterResidual`` — ``x + proj(h)`` around an inner residual MLP block ``h = x + mlp(x)``.
+
+Only the section "the pass pipeline" below knows the pipeline's API (``PassContext``,
+``build_variant``, the decision constants): when the pipeline changes shape, adapt it there.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from toca_compile.config import ToCaConfig
+from toca_compile.graph_inputs import describe_all
+
+# -- the pass pipeline: the only place that knows its API --------------------------------------
+from toca_compile.passes import pipeline as _pipeline
+from toca_compile.passes.dead_code import EFFECT as _EFFECT
+from toca_compile.passes.dead_code import remove_dead_code as _remove_dead_code
+from toca_compile.passes.rewrite_partial import FORECAST, FULL, SKIP, RewriteError
+from toca_compile.passes.state_inputs import GLOBAL
+
+REUSE = 0  # decision: reuse the whole cache; a decision k > 0 recomputes k rows
+
+
+def analyse(captured: Captured, config: ToCaConfig, through: str = "state"):
+    """Run the analysis passes in pipeline order up to and including ``through``
+    (``detect``, ``plan``, ``scores`` or ``state``); returns the pass context."""
+    ctx = _pipeline.PassContext(captured.gm, describe_all(captured.inputs), config)
+    for analysis in _pipeline.ANALYSIS_PASSES:
+        analysis(ctx)
+        if analysis.__name__ == through:
+            return ctx
+    raise ValueError(f"no analysis pass named {through!r}")
+
+
+def variant(ctx, decisions: dict[int, int]) -> fx.GraphModule:
+    """The rewrite + dead-code + validate passes for one decision per region."""
+    return _pipeline.build_variant(ctx, decisions)
+
+
+def state_specs(ctx) -> dict[tuple[int, str], tuple[int, ...]]:
+    """The state tensors the variants take: key (region or GLOBAL, name) -> shape."""
+    return {spec.key: tuple(spec.shape) for spec in ctx.specs}
+
+
+def state_tensors(ctx) -> list[torch.Tensor]:
+    """Fresh state tensors, in the order the variants take them after the graph's own inputs."""
+    return [spec.allocate() for spec in ctx.specs]
+
+
+def state_dtypes(ctx) -> dict[tuple[int, str], torch.dtype]:
+    return {spec.key: spec.dtype for spec in ctx.specs}
+
+
+def state_placeholders(ctx, gm: fx.GraphModule) -> dict[tuple[int, str], fx.Node]:
+    """The placeholders of a variant that take the state tensors (they follow the graph's own
+    inputs, in the order of the state specs)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    own = len(placeholders) - len(ctx.specs)
+    return {spec.key: node for spec, node in zip(ctx.specs, placeholders[own:])}
+
+
+def remove_dead_code(gm: fx.GraphModule) -> None:
+    _remove_dead_code(gm)
+
+
+def mark_effect(node: fx.Node) -> None:
+    """Flag a node as a write that dead-code elimination must keep (what the rewrite does for
+    its cache writes)."""
+    node.meta[_EFFECT] = True
+
+
+# -- capturing tiny modules ------------------------------------------------------------------
+
+B, C, HEADS, N, M, TEXT = 2, 32, 2, 16, 8, 24   # batch, channels, heads, tokens, text tokens, text dim
+
+
+@dataclass
+class Captured:
+    model: nn.Module
+    args: tuple
+    gm: fx.GraphModule
+    inputs: list                                  # Dynamo's example inputs, one per placeholder
+
+    def placeholder_of(self, value: torch.Tensor) -> fx.Node:
+        """The placeholder Dynamo bound to ``value`` (a user input or a parameter)."""
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        found = [p for p, x in zip(placeholders, self.inputs) if x is value]
+        assert len(found) == 1, f"{len(found)} placeholders hold this tensor"
+        return found[0]
+
+
+def capture(model: nn.Module, *args) -> Captured:
+    """The single FX graph Dynamo hands a backend for ``model(*args)`` (no compiler runs)."""
+    graphs: list[tuple[fx.GraphModule, list]] = []
+
+    def record(gm: fx.GraphModule, example_inputs: list):
+        graphs.append((gm, list(example_inputs)))
+        return gm.forward
+
+    model.eval()
+    with torch.no_grad():
+        torch.compile(model, backend=record, dynamic=False, fullgraph=True)(*args)
+    assert len(graphs) == 1
+    return Captured(model, args, *graphs[0])
+
+
+class Attention(nn.Module):
+    def __init__(self, context_dim: int | None = None) -> None:
+        super().__init__()
+        self.cross = context_dim is not None
+        if self.cross:
+            self.q = nn.Linear(C, C)
+            self.kv = nn.Linear(context_dim, 2 * C)
+        else:
+            self.qkv = nn.Linear(C, 3 * C)
+        self.proj = nn.Linear(C, C)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, _ = x.shape
+        if self.cross:
+            q = self.q(x).view(b, n, HEADS, C // HEADS).transpose(1, 2)
+            k, v = self.kv(context).view(b, -1, 2, HEADS, C // HEADS).permute(2, 0, 3, 1, 4)
+        else:
+            q, k, v = self.qkv(x).view(b, n, 3, HEADS, C // HEADS).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, C))
+
+
+class Mlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(C, 4 * C)
+        self.fc2 = nn.Linear(4 * C, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cross: bool) -> None:
+        super().__init__()
+        self.ada = nn.Linear(C, 6 * C)
+        self.norm1 = nn.LayerNorm(C, elementwise_affine=False)
+        self.attn = Attention()
+        self.cross_attn = Attention(TEXT) if cross else None
+        self.norm_cross = nn.LayerNorm(C) if cross else None
+        self.norm2 = nn.LayerNorm(C, elementwise_affine=False)
+        self.mlp = Mlp()
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c)).unsqueeze(1).chunk(6, dim=-1)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(self.norm_cross(x), context)
+        x = x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+        return x
+
+
+class TinyDiT(nn.Module):
+    def __init__(self, depth: int = 2, cross: bool = False) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(4, C, kernel_size=2, stride=2)
+        self.t1 = nn.Linear(C, C)
+        self.t2 = nn.Linear(C, C)
+        self.blocks = nn.ModuleList([DiTBlock(cross) for _ in range(depth)])
+        self.norm = nn.LayerNorm(C)
+        self.out = nn.Linear(C, 16)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.patch(x).flatten(2).transpose(1, 2)
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(C // 2) / (C // 2))
+        angles = t[:, None] * freqs[None]
+        c = self.t2(F.silu(self.t1(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))))
+        for block in self.blocks:
+            h = block(h, c, context)
+        return self.out(self.norm(h))
+
+
+class MLPBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(C)
+        self.mlp = Mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+class MLPOnly(nn.Module):
+    def __init__(self, depth: int = 2) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([MLPBlock() for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class SeqFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(C)
+        self.attn = nn.MultiheadAttention(C, HEADS)
+        self.norm2 = nn.LayerNorm(C)
+        self.mlp = Mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class CountingMLP(nn.Module):
+    """MLPOnly(depth=1) that also counts its calls in a buffer, in place, outside any branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = MLPBlock()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.add_(1)
+        return self.block(x)
+
+
+class NoResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = Mlp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+
+class OuterResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = MLPBlock()
+        self.proj = nn.Linear(C, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj(self.inner(x))
+
+
+@functools.cache
+def dit(depth: int = 2, cross: bool = False) -> Captured:
+    torch.manual_seed(0)
+    args: tuple = (torch.randn(B, 4, 8, 8), torch.tensor([500.0, 20.0]))
+    if cross:
+        args += (torch.randn(B, M, TEXT),)
+    return capture(TinyDiT(depth, cross), *args)
+
+
+@functools.cache
+def mlp_only(batch: int = B) -> Captured:
+    torch.manual_seed(0)
+    return capture(MLPOnly(), torch.randn(batch, N, C))
+
+
+@functools.cache
+def seq_first() -> Captured:
+    torch.manual_seed(0)
+    return capture(SeqFirst(), torch.randn(N, B, C))
+
+
+@functools.cache
+def counting_mlp() -> Captured:
+    torch.manual_seed(0)
+    return capture(CountingMLP(), torch.randn(1, N, C))
+
+
+@functools.cache
+def no_residual() -> Captured:
+    torch.manual_seed(0)
+    return capture(NoResidual(), torch.randn(B, N, C))
+
+
+@functools.cache
+def outer_residual() -> Captured:
+    torch.manual_seed(0)
+    return capture(OuterResidual(), torch.randn(B, N, C))
+
+
+# -- counting ops ----------------------------------------------------------------------------
+
+def op_kind(node: fx.Node) -> str:
+    """A short name for what a node calls: ``linear``, ``scaled_dot_product_attention``,
+    ``fill_cache``, ``mul_`` (method), ``mod:Linear`` (a ``call_module``); '' otherwise."""
+    if node.op == "call_function":
+        target = node.target
+        return {operator.add: "add", operator.mul: "mul", operator.matmul: "matmul",
+                operator.getitem: "getitem"}.get(target, getattr(target, "__name__", str(target)))
+    if node.op == "call_method":
+        return str(node.target)
+    if node.op == "call_module":
+        owner = node.graph.owning_module
+        return "mod:" + type(owner.get_submodule(str(node.target))).__name__ if owner is not None else "mod:?"
+    return ""
+
+
+def count_ops(gm: fx.GraphModule) -> Counter:
+    """How often each kind of call occurs in the graph (linear weights bound to ``call_module``
+    Linear count as ``linear`` too)."""
+    counts: Counter = Counter()
+    for node in gm.graph.nodes:
+        kind = op_kind(node)
+        if kind:
+            counts["linear" if kind == "mod:Linear" else kind] += 1
+    return counts
+
+
+def calls_with(gm: fx.GraphModule, placeholder_name: str) -> list[fx.Node]:
+    """Call nodes of ``gm`` that read the placeholder named ``placeholder_name``."""
+    return [n for n in gm.graph.nodes if n.op != "placeholder" and any(
+        a.op == "placeholder" and a.name == placeholder_name for a in n.all_input_nodes)]
+
+
+def linear_of(gm: fx.GraphModule, captured: Captured, layer: nn.Linear) -> list[fx.Node]:
+    """The linear calls of ``gm`` (the captured graph or a variant of it) that use ``layer``'s weight."""
+    return [n for n in calls_with(gm, captured.placeholder_of(layer.weight).name) if op_kind(n) == "linear"]
+
+
+def run_shapes(gm: fx.GraphModule, captured: Captured, ctx) -> dict[str, tuple[int, ...]]:
+    """Run a variant on real tensors (the captured example inputs plus fresh state) and return the
+    shape of every tensor node by name."""
+    with torch.no_grad():
+        ShapeProp(gm).propagate(*captured.inputs, *state_tensors(ctx))
+    return {n.name: tuple(n.meta["tensor_meta"].shape) for n in gm.graph.nodes
+            if hasattr(n.meta.get("tensor_meta"), "shape")}
+
+
+EAGER = ToCaConfig(compiler="eager")
+RANDOM = ToCaConfig(compiler="eager", score="random")
+
+# Linears of the captured TinyDiT(depth=2): timestep embedding (t1, t2), per block ada, qkv,
+# proj, fc1, fc2, and the final output layer.
+DIT_LINEARS = 2 + 2 * 5 + 1
+DIT_BLOCK_LINEARS = 4                  # qkv, proj, fc1, fc2: the ones inside the regions
+
+
+def depends_on(node: fx.Node, source: fx.Node) -> bool:
+    """``source`` is ``node`` or one of its ancestors."""
+    seen, stack = {node}, [node]
+    while stack:
+        current = stack.pop()
+        if current is source:
+            return True
+        for parent in current.all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return False
+
+
+def sdpa_of(captured: Captured, layer: nn.Module) -> fx.Node:
+    """The SDPA call of the attention whose q (or qkv) linear is ``layer``: the first SDPA after
+    that linear in graph order that reads it (later blocks read it too, through the stream)."""
+    (linear,) = linear_of(captured.gm, captured, layer)
+    return next(n for n in captured.gm.graph.nodes
+                if op_kind(n) == "scaled_dot_product_attention" and depends_on(n, linear))
+
+
+# == detect ===================================================================================
+
+def test_detect_dit_blocks_and_region_kinds():
+    """Each pre-norm DiT block has two residual branches, self-attention then MLP: two blocks
+    give four regions [attn, mlp, attn, mlp] numbered 0..3 in graph order, in blocks [0, 0, 1, 1]
+    named after the block modules, each over the N=16 patch tokens of B=2 samples ([B, N, C])."""
+    detection = analyse(dit(), EAGER, through="detect").detection
+    regions = detection.regions
+    assert [r.kind for r in regions] == ["attn", "mlp", "attn", "mlp"]
+    assert [r.index for r in regions] == [0, 1, 2, 3]
+    assert [r.block for r in regions] == [0, 0, 1, 1]
+    assert detection.num_blocks == 2
+    assert [r.block_name for r in regions] == ["blocks.0", "blocks.0", "blocks.1", "blocks.1"]
+    assert [(r.batch, r.tokens) for r in regions] == [(B, N)] * 4
+    assert [(r.batch_axis, r.token_axis) for r in regions] == [(0, 1)] * 4
+    assert all(r.layout_known for r in regions)
+    assert detection.reason == ""
+
+
+def test_detect_timestep_is_the_input_feeding_the_sinusoid():
+    """The timestep is the graph input that feeds the sinusoidal embedding: the placeholder
+    Dynamo bound to ``t`` (not the latent, not a weight)."""
+    captured = dit()
+    detection = analyse(captured, EAGER, through="detect").detection
+    assert detection.timestep is captured.placeholder_of(captured.args[1])
+
+
+def test_detect_fork_join_cache_point_and_gate():
+    """Regions chain along the residual stream: each region's fork is the previous region's join
+    and its join adds the fork; the cache point is the branch output *before* the adaLN gate (the
+    attention's proj linear, the MLP's fc2 linear), and the gate comes from the block's adaLN
+    linear (so it is recomputed every step)."""
+    captured = dit()
+    regions = analyse(captured, EAGER, through="detect").detection.regions
+    model = captured.model
+    outputs = [model.blocks[0].attn.proj, model.blocks[0].mlp.fc2, model.blocks[1].attn.proj, model.blocks[1].mlp.fc2]
+    adas = [model.blocks[0].ada, model.blocks[0].ada, model.blocks[1].ada, model.blocks[1].ada]
+    for i, region in enumerate(regions):
+        assert region.cache_point is linear_of(captured.gm, captured, outputs[i])[0]
+        assert op_kind(region.join) == "add" and region.fork in region.join.args
+        if i > 0:
+            assert region.fork is regions[i - 1].join
+        assert region.gate is not None
+        assert depends_on(region.gate, linear_of(captured.gm, captured, adas[i])[0])
+        assert not depends_on(region.gate, region.fork)
+        assert region.cache_point in region.branch and region.fork not in region.branch
+    # the first block reads the patch embedding
+    assert op_kind(regions[0].fork) == "transpose"
+
+
+def test_detect_cross_attention_block():
+    """A block with cross-attention has three regions in order attn, cross_attn, mlp. The
+    cross-attention has no gate (PixArt style); its anchor is its SDPA, whose queries come from
+    the stream (the q linear is in the branch) and keys from the text (the kv linear is not)."""
+    captured = dit(depth=1, cross=True)
+    regions = analyse(captured, EAGER, through="detect").detection.regions
+    block = captured.model.blocks[0]
+    assert [r.kind for r in regions] == ["attn", "cross_attn", "mlp"]
+    assert [r.block for r in regions] == [0, 0, 0]
+    assert [r.tokens for r in regions] == [N, N, N]
+    cross = regions[1]
+    assert cross.gate is None
+    assert cross.cache_point is linear_of(captured.gm, captured, block.cross_attn.proj)[0]
+    assert cross.anchors == [sdpa_of(captured, block.cross_attn.q)]
+    assert linear_of(captured.gm, captured, block.cross_attn.q)[0] in cross.branch
+    assert linear_of(captured.gm, captured, block.cross_attn.kv)[0] not in cross.branch
+    assert regions[0].anchors == [sdpa_of(captured, block.attn.qkv)]
+    assert regions[0].gate is not None and regions[2].gate is not None
+
+
+def test_detect_mlp_only_blocks():
+    """Residual MLP blocks without attention are mlp regions, one block each (numbered from the
+    module names); a graph with no sinusoid and no time-like input has no timestep."""
+    detection = analyse(mlp_only(), EAGER, through="detect").detection
+    assert [r.kind for r in detection.regions] == ["mlp", "mlp"]
+    assert [r.block for r in detection.regions] == [0, 1]
+    assert [r.tokens for r in detection.regions] == [N, N]
+    assert all(r.gate is None for r in detection.regions)
+    assert detection.timestep is None
+
+
+def test_detect_sequence_first_stream():
+    """A [N, B, C] stream whose nn.MultiheadAttention has N queries holds its tokens on axis 0:
+    both regions (attn, then mlp, one block) have token axis 0 and batch axis 1."""
+    regions = analyse(seq_first(), EAGER, through="detect").detection.regions
+    assert [r.kind for r in regions] == ["attn", "mlp"]
+    assert [r.block for r in regions] == [0, 0]
+    assert [(r.batch_axis, r.token_axis, r.batch, r.tokens) for r in regions] == [(1, 0, B, N)] * 2
+
+
+def test_detect_no_residual_block():
+    """A graph with no residual add has no region, no blocks, and a reason saying why."""
+    detection = analyse(no_residual(), EAGER, through="detect").detection
+    assert detection.regions == []
+    assert detection.num_blocks == 0
+    assert "no residual" in detection.reason
+
+
+def test_detect_innermost_residual_wins():
+    """A skip connection around a whole block (its branch holds the inner block's join and no
+    anchor of its own) is no region: only the inner MLP is, cached at its fc2."""
+    captured = outer_residual()
+    regions = analyse(captured, EAGER, through="detect").detection.regions
+    assert [r.kind for r in regions] == ["mlp"]
+    assert regions[0].cache_point is linear_of(captured.gm, captured, captured.model.inner.mlp.fc2)[0]
+    assert regions[0].fork is captured.placeholder_of(captured.args[0])
+
+
+# == plan =====================================================================================
+
+def test_plan_self_attention_reused_mlp_token_wise():
+    """Self-attention mixes tokens, so its region is reused whole (not partial, nothing to
+    recompute, one slot: its cache point). The MLP is token-wise: a partial step recomputes the
+    nodes between stream and cache point — layer_norm, the modulation's mul and add, fc1, gelu,
+    fc2, in that order — and caches only the cache point (no token-mixing value inside)."""
+    captured = dit()
+    plans = analyse(captured, EAGER, through="plan").plans
+    assert [p.partial for p in plans] == [False, True, False, True]
+    for plan in plans:
+        assert [s.node for s in plan.slots] == [plan.region.cache_point]
+        assert [(s.batch_axis, s.token_axis, s.shape) for s in plan.slots] == [(0, 1, (B, N, C))]
+    for plan in plans[0::2]:
+        assert plan.recompute == []
+        assert plan.region.note  # says why it is reused whole
+    for plan, block in zip(plans[1::2], captured.model.blocks):
+        assert [op_kind(n) for n in plan.recompute] == ["layer_norm", "mul", "add", "linear", "gelu", "linear"]
+        assert plan.recompute[3] is linear_of(captured.gm, captured, block.mlp.fc1)[0]
+        assert plan.recompute[-1] is plan.region.cache_point
+
+
+def test_plan_cross_attention_recomputes_query_side_only():
+    """Cross-attention is token-wise (a query row attends to the text only): a partial step
+    recomputes the query side — norm, q linear, view, transpose, SDPA, transpose, reshape, proj —
+    on the selected rows; the keys and values, computed from the text, are not recomputed."""
+    captured = dit(depth=1, cross=True)
+    plans = analyse(captured, EAGER, through="plan").plans
+    block = captured.model.blocks[0]
+    assert [p.partial for p in plans] == [False, True, True]
+    cross = plans[1]
+    assert [op_kind(n) for n in cross.recompute] == [
+        "layer_norm", "linear", "view", "transpose", "scaled_dot_product_attention", "transpose", "reshape", "linear"]
+    assert cross.recompute[1] is linear_of(captured.gm, captured, block.cross_attn.q)[0]
+    assert linear_of(captured.gm, captured, block.cross_attn.kv)[0] not in cross.recompute
+    assert [s.node for s in cross.slots] == [cross.region.cache_point]
+
+
+def test_plan_mlp_only_batch_of_two_is_reused_whole():
+    """With two samples and neither attention nor modulation in the graph, nothing shows which
+    leading axis of [2, 16, 32] holds the tokens: the MLP regions are reused whole, and say so."""
+    plans = analyse(mlp_only(), EAGER, through="plan").plans
+    assert [p.partial for p in plans] == [False, False]
+    assert all(not p.region.layout_known for p in plans)
+    assert all("reused whole" in p.region.note for p in plans)
+    assert all(p.recompute == [] for p in plans)
+
+
+def test_plan_mlp_only_single_sample_is_token_wise():
+    """With one sample ([1, 16, 32]) the tokens are on the long axis: the same MLP blocks are
+    token-wise, recomputing layer_norm, fc1, gelu, fc2 on rows of axis 1."""
+    plans = analyse(mlp_only(batch=1), EAGER, through="plan").plans
+    assert [p.partial for p in plans] == [True, True]
+    layouts = [(p.region.batch_axis, p.region.token_axis, p.region.batch, p.region.tokens) for p in plans]
+    assert layouts == [(0, 1, 1, N)] * 2
+    for plan in plans:
+        assert [op_kind(n) for n in plan.recompute] == ["layer_norm", "linear", "gelu", "linear"]
+
+
+# == scores ===================================================================================
+
+def test_scores_mlp_from_its_own_blocks_attention():
+    """A token-wise MLP region is scored (ToCa s1) with the self-attention of its own block: its
+    owner is that block's attn region and q, k, v are that SDPA's inputs; the token grid (4, 4)
+    comes from the 2x2-stride patch convolution of the 8x8 latent. Reuse-only regions get no
+    score."""
+    captured = dit()
+    plans = analyse(captured, EAGER, through="scores").plans
+    assert plans[0].score is None and plans[2].score is None
+    for plan, owner, block in ((plans[1], 0, captured.model.blocks[0]), (plans[3], 2, captured.model.blocks[1])):
+        source = plan.score
+        attention = sdpa_of(captured, block.attn.qkv)
+        assert source.kind == "attention"
+        assert source.owners == (owner,)
+        assert source.attention is attention
+        assert (source.query, source.key, source.value) == tuple(attention.args[:3])
+        assert source.cross_query is None
+        assert source.grid == (4, 4)
+
+
+def test_scores_cross_attention_block_adds_entropy():
+    """In a block with cross-attention both token-wise regions (cross_attn and mlp) add s2, the
+    entropy of the cross-attention: their owners are the block's attn and cross_attn regions, and
+    the cross query/key are the cross SDPA's."""
+    captured = dit(depth=1, cross=True)
+    plans = analyse(captured, EAGER, through="scores").plans
+    block = captured.model.blocks[0]
+    cross = sdpa_of(captured, block.cross_attn.q)
+    assert plans[0].score is None
+    for plan in plans[1:]:
+        assert plan.score.kind == "attention"
+        assert plan.score.owners == (0, 1)
+        assert plan.score.attention is sdpa_of(captured, block.attn.qkv)
+        assert (plan.score.cross_query, plan.score.cross_key) == tuple(cross.args[:2])
+
+
+def test_scores_kvnorm_reads_the_attention_values():
+    """score='kvnorm' (DuCa) scores a token-wise region from the values of its block's
+    self-attention."""
+    captured = dit()
+    plans = analyse(captured, ToCaConfig(compiler="eager", score="kvnorm"), through="scores").plans
+    attention = sdpa_of(captured, captured.model.blocks[0].attn.qkv)
+    assert plans[1].score.kind == "kvnorm"
+    assert plans[1].score.owners == (0,)
+    assert plans[1].score.value is attention.args[2]
+
+
+@pytest.mark.parametrize("config", [ToCaConfig(compiler="eager", interval=1), RANDOM,
+                                    ToCaConfig(compiler="eager", ratio=0.0)], ids=["interval1", "random", "ratio0"])
+def test_scores_random_when_nothing_is_selected_by_attention(config):
+    """No attention score is planned when no partial step selects tokens by it (every step
+    full, ratio 0) or the random score is asked for: token-wise regions get the random source,
+    with no owners (it needs no attention to run); the grid is still known."""
+    plans = analyse(dit(), config, through="scores").plans
+    for plan in plans[1::2]:
+        assert plan.score.kind == "random"
+        assert plan.score.owners == ()
+        assert plan.score.grid == (4, 4)
+
+
+def test_scores_without_attention_fall_back_to_random():
+    """A token-wise region in a graph without any attention is scored randomly, with no grid
+    (there is no patch convolution)."""
+    plans = analyse(mlp_only(batch=1), EAGER, through="scores").plans
+    assert [(p.score.kind, p.score.owners, p.score.grid) for p in plans] == [("random", (), ())] * 2
+
+
+# == state ====================================================================================
+
+def test_state_toca():
+    """ToCa: every region takes a cache of its branch output [B, N, C]; token-wise regions also
+    take a staleness counter and a base score, [B, N] float32 each; nothing global."""
+    ctx = analyse(dit(), EAGER)
+    expected = {}
+    for region in range(4):
+        expected[(region, "slot0")] = (B, N, C)
+        if region % 2 == 1:
+            expected[(region, "stale")] = (B, N)
+            expected[(region, "base")] = (B, N)
+    assert state_specs(ctx) == expected
+    assert set(state_dtypes(ctx).values()) == {torch.float32}
+
+
+def test_state_cross_attention_block():
+    """With cross-attention, the cross_attn and mlp regions are token-wise (staleness and score);
+    the attn region only has its cache."""
+    ctx = analyse(dit(depth=1, cross=True), EAGER)
+    assert state_specs(ctx) == {
+        (0, "slot0"): (B, N, C),
+        (1, "slot0"): (B, N, C), (1, "stale"): (B, N), (1, "base"): (B, N),
+        (2, "slot0"): (B, N, C), (2, "stale"): (B, N), (2, "base"): (B, N),
+    }
+
+
+def test_state_taylorseer_order_two():
+    """TaylorSeer (order 2) forecasts every row, so no selection state: each region keeps its
+    value and two finite differences, all [B, N, C]; the step distance and the two inverse step
+    gaps are global scalars."""
+    ctx = analyse(dit(), ToCaConfig(compiler="eager", mode="taylorseer", taylor_order=2))
+    expected: dict = {}
+    for region in range(4):
+        for name in ("slot0", "taylor1", "taylor2"):
+            expected[(region, name)] = (B, N, C)
+    expected.update({(GLOBAL, "taylor_k"): (), (GLOBAL, "taylor_inv1"): (), (GLOBAL, "taylor_inv2"): ()})
+    assert state_specs(ctx) == expected
+
+
+def test_state_duca_keeps_the_stream():
+    """DuCa takes ToCa's state plus the residual stream after the last block [B, N, C], which an
+    aggressive step reuses instead of running any block."""
+    ctx = analyse(dit(), ToCaConfig(compiler="eager", mode="duca"))
+    specs = state_specs(ctx)
+    assert specs.pop((GLOBAL, "stream")) == (B, N, C)
+    assert specs == state_specs(analyse(dit(), EAGER))
+    assert ctx.stream is ctx.detection.regions[-1].join
+
+
+def test_state_nothing_for_a_graph_without_regions():
+    """A graph with no region takes no state."""
+    assert state_specs(analyse(no_residual(), EAGER)) == {}
+
+
+# == rewrite ==================================================================================
+
+ALL_FULL = {0: FULL, 1: FULL, 2: FULL, 3: FULL}
+
+
+def test_rewrite_full_keeps_every_op_and_refills_caches():
+    """A full step computes every region as captured (same linears, SDPAs, gelus and convs) and
+    refills each cache once: one fill_cache per region, one staleness reset per token-wise
+    region; with the random score no score op is added, and nothing is gathered or scattered."""
+    captured = dit()
+    ctx = analyse(captured, RANDOM)
+    before, after = count_ops(captured.gm), count_ops(variant(ctx, ALL_FULL))
+    assert before["linear"] == DIT_LINEARS
+    for op in ("linear", "scaled_dot_product_attention", "gelu", "conv2d", "layer_norm"):
+        assert after[op] == before[op], op
+    assert after["fill_cache"] == 4
+    assert after["clear_staleness"] == 2
+    for op in ("select_tokens", "take_rows", "put_rows", "refresh_staleness",
+               "attention_received", "received_from_map"):
+        assert after[op] == 0, op
+
+
+def test_rewrite_full_with_sampled_attention_score():
+    """With s1 estimated from 4 of the 16 query rows, a full step also writes a base score per
+    token-wise region, computed by attention_received from its block's q and k; the fused SDPAs
+    stay as they are."""
+    captured = dit()
+    ctx = analyse(captured, ToCaConfig(compiler="eager", score_queries=4))
+    gm = variant(ctx, ALL_FULL)
+    after = count_ops(gm)
+    assert after["scaled_dot_product_attention"] == 2
+    assert after["linear"] == DIT_LINEARS
+    assert after["attention_received"] == 2
+    assert after["fill_cache"] == 4 + 2
+    base = state_placeholders(ctx, gm)
+    for region in (1, 3):
+        (write,) = base[(region, "base")].users
+        assert op_kind(write) == "fill_cache" and op_kind(write.args[1]) == "attention_received"
+
+
+def test_rewrite_full_with_exact_attention_score_shares_the_map():
+    """When every query row is scored (score_queries >= N) a full step computes each block's
+    attention once as softmax(q·kᵀ·scale)·v and reads s1 off that map: no SDPA is left, two
+    matmuls and a softmax per attention replace it, and each token-wise region writes a base
+    score from received_from_map."""
+    captured = dit()
+    ctx = analyse(captured, EAGER)
+    before, after = count_ops(captured.gm), count_ops(variant(ctx, ALL_FULL))
+    assert after["scaled_dot_product_attention"] == 0
+    assert after["softmax"] == before["softmax"] + 2
+    assert after["matmul"] == before["matmul"] + 4
+    assert after["received_from_map"] == 2
+    assert after["fill_cache"] == 4 + 2
+    assert after["linear"] == before["linear"]
+
+
+def test_rewrite_full_region_without_its_attention_gets_no_new_score():
+    """A token-wise region refilled while its block's attention is reused computes no base
+    score (the score needs that attention to run): its cache and staleness are written, no
+    score op appears, and the reused attention's linears and SDPA are gone."""
+    captured = dit()
+    ctx = analyse(captured, EAGER)
+    after = count_ops(variant(ctx, {0: REUSE, 1: FULL, 2: REUSE, 3: FULL}))
+    assert after["fill_cache"] == 2
+    assert after["clear_staleness"] == 2
+    assert after["received_from_map"] == after["attention_received"] == 0
+    assert after["scaled_dot_product_attention"] == 0
+    assert after["linear"] == DIT_LINEARS - 4   # qkv and proj of both blocks
+
+
+def test_rewrite_missing_decision_means_full():
+    """A region the decisions do not mention is computed fully (and its cache refilled)."""
+    captured = dit()
+    ctx = analyse(captured, RANDOM)
+    assert count_ops(variant(ctx, {})) == count_ops(variant(ctx, ALL_FULL))
+
+
+def test_rewrite_reuse_removes_region_compute():
+    """Reusing every cache removes every region's compute: 4 linears per block (qkv, proj, fc1,
+    fc2), the SDPAs and gelus. What stays is the timestep embedding, the adaLN linears (their
+    gates scale the cached outputs, now read from the cache inputs) and the output layer; no
+    cache is written."""
+    captured = dit()
+    ctx = analyse(captured, EAGER)
+    gm = variant(ctx, {0: REUSE, 1: REUSE, 2: REUSE, 3: REUSE})
+    after = count_ops(gm)
+    assert after["linear"] == DIT_LINEARS - 2 * DIT_BLOCK_LINEARS
+    for op in ("scaled_dot_product_attention", "gelu", "fill_cache", "put_rows", "refresh_staleness", "select_tokens"):
+        assert after[op] == 0, op
+    state = state_placeholders(ctx, gm)
+    regions = ctx.detection.regions
+    for region in range(4):
+        (user,) = state[(region, "slot0")].users
+        assert op_kind(user) == "mul" and regions[region].gate.name in [a.name for a in user.args]
+    assert all(not state[(region, name)].users for region in (1, 3) for name in ("stale", "base"))
+
+
+def test_rewrite_rows_recompute_selected_tokens():
+    """A rows step with k=3: self-attention regions cannot run on rows and are reused (their qkv,
+    proj and SDPA gone); each MLP region picks 3 tokens (select_tokens, [B, 3]), gathers the
+    stream's rows (take_rows), runs norm, fc1, gelu, fc2 on [B, 3, .] rows, scatters them into
+    its cache (put_rows, [B, N, C]) and ages the other tokens (refresh_staleness). The [B, 1, C]
+    modulation is broadcast, not gathered."""
+    captured = dit()
+    ctx = analyse(captured, EAGER)
+    gm = variant(ctx, {0: 3, 1: 3, 2: 3, 3: 3})
+    after = count_ops(gm)
+    assert after["linear"] == DIT_LINEARS - 2 * 2
+    assert after["scaled_dot_product_attention"] == 0
+    assert after["gelu"] == 2
+    for op in ("select_tokens", "take_rows", "put_rows", "refresh_staleness"):
+        assert after[op] == 2, op
+    assert after["fill_cache"] == 0
+    shapes = run_shapes(gm, captured, ctx)
+    for block in captured.model.blocks:
+        (fc1,) = linear_of(gm, captured, block.mlp.fc1)
+        (fc2,) = linear_of(gm, captured, block.mlp.fc2)
+        assert shapes[fc1.name] == (B, 3, 4 * C)
+        assert shapes[fc2.name] == (B, 3, C)
+        assert not linear_of(gm, captured, block.attn.qkv) and not linear_of(gm, captured, block.attn.proj)
+    for node in gm.graph.nodes:
+        if op_kind(node) == "select_tokens":
+            assert shapes[node.name] == (B, 3)
+        if op_kind(node) == "take_rows":
+            assert shapes[node.name] == (B, 3, C)
+        if op_kind(node) == "put_rows":
+            assert shapes[node.name] == (B, N, C)
+
+
+def test_rewrite_rows_cross_attention_query_side_on_rows():
+    """On a rows step (k=5) of a cross-attention block the query side runs on the selected rows
+    (q linear [B, 5, C], SDPA [B, H, 5, D]) while the text keys/values are computed whole
+    (kv linear [B, M, 2C]); the self-attention is reused."""
+    captured = dit(depth=1, cross=True)
+    ctx = analyse(captured, EAGER)
+    gm = variant(ctx, {0: REUSE, 1: 5, 2: 5})
+    after = count_ops(gm)
+    assert after["linear"] == 2 + 1 + 3 + 2 + 1   # t1 t2, ada, cross q kv proj, fc1 fc2, out
+    assert after["scaled_dot_product_attention"] == 1
+    assert after["take_rows"] == 2 and after["put_rows"] == 2
+    block = captured.model.blocks[0]
+    shapes = run_shapes(gm, captured, ctx)
+    assert shapes[linear_of(gm, captured, block.cross_attn.q)[0].name] == (B, 5, C)
+    assert shapes[linear_of(gm, captured, block.cross_attn.kv)[0].name] == (B, M, 2 * C)
+    (sdpa,) = [n for n in gm.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
+    assert shapes[sdpa.name] == (B, HEADS, 5, C // HEADS)
+
+
+def test_rewrite_rows_sequence_first():
+    """On a sequence-first stream the rows are gathered along axis 0: with k=3 the MLP runs on
+    [3, B, .] rows and scatters into its [N, B, C] cache, while the staleness counter and score
+    stay [B, N]; the reused nn.MultiheadAttention is gone."""
+    captured = seq_first()
+    ctx = analyse(captured, EAGER)
+    assert state_specs(ctx) == {(0, "slot0"): (N, B, C), (1, "slot0"): (N, B, C),
+                                (1, "stale"): (B, N), (1, "base"): (B, N)}
+    gm = variant(ctx, {0: REUSE, 1: 3})
+    after = count_ops(gm)
+    assert after["multi_head_attention_forward"] == 0
+    assert after["linear"] == 2 and after["take_rows"] == 1 and after["put_rows"] == 1
+    shapes = run_shapes(gm, captured, ctx)
+    mlp = captured.model.mlp
+    assert shapes[linear_of(gm, captured, mlp.fc1)[0].name] == (3, B, 4 * C)
+    assert shapes[linear_of(gm, captured, mlp.fc2)[0].name] == (3, B, C)
+    (put,) = [n for n in gm.graph.nodes if op_kind(n) == "put_rows"]
+    assert shapes[put.name] == (N, B, C)
+
+
+TAYLOR = ToCaConfig(compiler="eager", mode="taylorseer")
+
+
+def test_rewrite_taylorseer_full_updates_differences():
+    """A TaylorSeer full step keeps every op and updates each region's value and differences
+    with one taylor_update (no plain cache fill, no staleness)."""
+    captured = dit()
+    after = count_ops(variant(analyse(captured, TAYLOR), ALL_FULL))
+    assert after["linear"] == DIT_LINEARS
+    assert after["taylor_update"] == 4
+    assert after["fill_cache"] == after["clear_staleness"] == 0
+
+
+def test_rewrite_forecast_replaces_every_region():
+    """A TaylorSeer forecast step runs no region (no block linear, SDPA or gelu): each region's
+    output is one taylor_forecast from its stored differences, then gated as usual."""
+    captured = dit()
+    gm = variant(analyse(captured, TAYLOR), {0: FORECAST, 1: FORECAST, 2: FORECAST, 3: FORECAST})
+    after = count_ops(gm)
+    assert after["linear"] == DIT_LINEARS - 2 * DIT_BLOCK_LINEARS
+    assert after["scaled_dot_product_attention"] == after["gelu"] == 0
+    assert after["taylor_forecast"] == 4
+    assert all(op_kind(next(iter(n.users))) == "mul" for n in gm.graph.nodes if op_kind(n) == "taylor_forecast")
+
+
+DUCA = ToCaConfig(compiler="eager", mode="duca", score="random")
+
+
+def test_rewrite_duca_full_saves_the_stream():
+    """A DuCa full step refills every region's cache and also saves the stream after the last
+    block (one more fill_cache)."""
+    captured = dit()
+    ctx = analyse(captured, DUCA)
+    gm = variant(ctx, ALL_FULL)
+    assert count_ops(gm)["fill_cache"] == 4 + 1
+    (save,) = state_placeholders(ctx, gm)[(GLOBAL, "stream")].users
+    assert op_kind(save) == "fill_cache"
+
+
+def test_rewrite_skip_runs_nothing_but_the_output_layer():
+    """A DuCa aggressive step (every region SKIP) runs no block: the final norm reads the stream
+    saved at the last full step, and the patch embedding, the timestep embedding and every block
+    are gone — one layer_norm and one linear remain."""
+    captured = dit()
+    ctx = analyse(captured, DUCA)
+    gm = variant(ctx, {0: SKIP, 1: SKIP, 2: SKIP, 3: SKIP})
+    after = count_ops(gm)
+    assert after["linear"] == 1 and after["layer_norm"] == 1
+    for op in ("conv2d", "sin", "cos", "scaled_dot_product_attention", "gelu", "fill_cache"):
+        assert after[op] == 0, op
+    (user,) = state_placeholders(ctx, gm)[(GLOBAL, "stream")].users
+    assert op_kind(user) == "layer_norm"
+    assert linear_of(gm, captured, captured.model.out)
+
+
+# == dead code ================================================================================
+
+def _store(cache: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    return cache.copy_(value)
+
+
+def test_dead_code_keeps_writes_and_inplace_ops_removes_pure_ops():
+    """Dead-code elimination removes unused pure ops (relu, a sin -> cos chain) but keeps every
+    write whose result nobody reads: a node flagged as a write (and what it reads), and the
+    user's in-place ops (``buf.add_``, ``torch.relu_``); placeholders always stay."""
+    graph = fx.Graph()
+    x, buf = graph.placeholder("x"), graph.placeholder("buf")
+    graph.placeholder("unused_input")
+    graph.call_function(torch.relu, (x,))
+    graph.call_function(torch.cos, (graph.call_function(torch.sin, (x,)),))
+    graph.call_method("add_", (buf, 1.0))
+    graph.call_function(torch.relu_, (buf,))
+    write = graph.call_function(_store, (buf, graph.call_function(torch.exp, (x,))))
+    mark_effect(write)
+    graph.output(graph.call_function(operator.mul, (x, 2.0)))
+    gm = fx.GraphModule(torch.nn.Module(), graph)
+    remove_dead_code(gm)
+    assert count_ops(gm) == Counter({"add_": 1, "relu_": 1, "exp": 1, "_store": 1, "mul": 1})
+    assert [n.name for n in gm.graph.nodes if n.op == "placeholder"] == ["x", "buf", "unused_input"]
+
+
+def test_dead_code_in_a_variant_keeps_cache_writes():
+    """In a rewritten graph the state writes have no users (nothing reads their result) and
+    still survive: refresh_staleness on a rows step, fill_cache and clear_staleness on a full
+    step; the dropped self-attention's ops are removed (nothing left reads them)."""
+    captured = dit()
+    ctx = analyse(captured, RANDOM)
+    rows = variant(ctx, {0: REUSE, 1: 3, 2: REUSE, 3: 3})
+    stale = [n for n in rows.graph.nodes if op_kind(n) == "refresh_staleness"]
+    assert len(stale) == 2 and all(not n.users for n in stale)
+    assert count_ops(rows)["permute"] == 0   # the qkv split of both attentions
+    full = variant(ctx, ALL_FULL)
+    writes = [n for n in full.graph.nodes if op_kind(n) in ("fill_cache", "clear_staleness")]
+    assert len(writes) == 6 and all(not n.users for n in writes)
+
+
+def test_dead_code_keeps_the_models_own_inplace_op():
+    """A reuse step removes the reused MLP's norm, linears and gelu but keeps the model's own
+    in-place op (``calls.add_(1)`` on a buffer), whose result nobody reads."""
+    captured = counting_mlp()
+    ctx = analyse(captured, EAGER)
+    assert [p.region.kind for p in ctx.plans] == ["mlp"]
+    after = count_ops(variant(ctx, {0: REUSE}))
+    assert after["add_"] == 1
+    assert after["linear"] == after["gelu"] == after["layer_norm"] == 0
+
+
+# == validate =================================================================================
+
+def test_validate_rejects_more_rows_than_tokens():
+    """Validation runs each variant on fake tensors: asking a region for more rows (17) than its
+    stream has tokens (16) fails there, as a RewriteError, instead of producing a graph."""
+    ctx = analyse(dit(), EAGER)
+    with pytest.raises(RewriteError):
+        variant(ctx, {1: N + 1})
