@@ -64,9 +64,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from toca_compile import ToCa, ToCaConfig, metrics, zoo
+from toca_compile import ToCa, ToCaConfig
+from toca_compile.demo import metrics, zoo
+from toca_compile.demo.mnist import load_mnist
 from toca_compile.flops import count_flops  # noqa: F401  (importing it registers the CPU attention formula)
-from toca_compile.mnist import load_mnist
 from toca_compile.runtime import ToCaWarning
 
 

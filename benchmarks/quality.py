@@ -47,9 +47,10 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
-from toca_compile import ToCa, ToCaConfig, metrics, zoo
+from toca_compile import ToCa, ToCaConfig
+from toca_compile.demo import metrics, zoo
+from toca_compile.demo.mnist import load_mnist
 from toca_compile.flops import count_flops, counting
-from toca_compile.mnist import load_mnist
 from toca_compile.runtime import ToCaWarning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +215,7 @@ class PairedFid:
 
     With the reference covariance R² fixed, tr((Σ R²)^½) = Σ sqrt(eig(R Σ R)) (a symmetric
     eigenproblem), so each resample costs one covariance and one eigvalsh. Agrees with
-    :func:`toca_compile.metrics.frechet_distance` (scipy.linalg.sqrtm) to rounding.
+    :func:`toca_compile.demo.metrics.frechet_distance` (scipy.linalg.sqrtm) to rounding.
     """
 
     def __init__(self, reference: torch.Tensor) -> None:
@@ -560,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         model_desc = "random weights"
     else:
         model = zoo.load_mnist_dit(path=args.dit, device=device)
-        model_desc = f"{args.dit or 'toca_compile/assets/' + zoo.DIT_ASSET}"
+        model_desc = f"{args.dit or 'toca_compile/demo/assets/' + zoo.DIT_ASSET}"
     n_params = sum(p.numel() for p in model.parameters())
     model_desc = f"diffusers DiTTransformer2DModel, {n_params / 1e6:.2f}M parameters, 7x7 = 49 tokens, {model_desc}"
     classifier = zoo.load_mnist_classifier(device=device)

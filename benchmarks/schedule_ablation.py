@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from toca_compile import ToCa, ToCaConfig, metrics, zoo
+from toca_compile import ToCa, ToCaConfig
+from toca_compile.demo import metrics, zoo
 from toca_compile.flops import counting
 from toca_compile.runtime import ToCaWarning
 from toca_compile.schedule import StepListSchedule

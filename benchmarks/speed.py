@@ -61,7 +61,7 @@ def build(name: str, layers: int | None):
     if name == "mnist":
         from diffusers import DiTTransformer2DModel  # noqa: PLC0415
 
-        from toca_compile import zoo  # noqa: PLC0415
+        from toca_compile.demo import zoo  # noqa: PLC0415
 
         def factory() -> torch.nn.Module:
             return DiTTransformer2DModel(**fewer_layers(zoo.MNIST_DIT_CONFIG, layers))

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from toca_compile.mnist import load_mnist
-from toca_compile.zoo import load_mnist_classifier, to_model_range
+from toca_compile.demo.mnist import load_mnist
+from toca_compile.demo.zoo import load_mnist_classifier, to_model_range
 
-ASSET = Path(__file__).resolve().parents[1] / "toca_compile" / "assets" / "mnist_test_features.safetensors"
+ASSET = Path(__file__).resolve().parents[1] / "toca_compile" / "demo" / "assets" / "mnist_test_features.safetensors"
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Train the bundled MNIST models: a small CNN classifier and a class-conditional pixel-space DiT.
 
-Writes, into --out (default toca_compile/assets/):
+Writes, into --out (default toca_compile/demo/assets/):
     mnist_classifier.safetensors   MNISTClassifier weights (fp32)
     mnist_dit.safetensors          DiTTransformer2DModel weights (fp16, loaded as fp32)
     mnist_dit_training.json        command, timings, loss curve, configs, accuracies, versions
@@ -39,15 +39,15 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from toca_compile import zoo  # noqa: E402
-from toca_compile.mnist import load_mnist  # noqa: E402
+from toca_compile.demo import zoo  # noqa: E402
+from toca_compile.demo.mnist import load_mnist  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mnist",
                    help="directory with the MNIST idx .gz files and SHA256SUMS")
-    p.add_argument("--out", type=Path, default=REPO / "toca_compile" / "assets")
+    p.add_argument("--out", type=Path, default=REPO / "toca_compile" / "demo" / "assets")
     p.add_argument("--steps", type=int, default=8000, help="DiT optimiser steps (upper bound, see --max-minutes)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1.5e-3)

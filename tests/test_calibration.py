@@ -152,7 +152,7 @@ def test_warmup_makes_the_first_steps_full_then_counts_the_interval_from_the_las
 
 
 def test_calibrating_the_bundled_model_meets_the_budget_and_the_saved_schedule_runs(tmp_path):
-    from toca_compile import zoo
+    from toca_compile.demo import zoo
 
     model = zoo.load_mnist_dit()
     labels = torch.arange(3)

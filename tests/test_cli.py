@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from toca_compile.cli import main
-from toca_compile.demo import HEADER, PANEL_GAP, SCALE, TILE_GAP, write_comparison
+from toca_compile.demo.run import HEADER, PANEL_GAP, SCALE, TILE_GAP, write_comparison
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -8,7 +8,8 @@ import re
 
 import torch
 
-from toca_compile import ToCa, ToCaConfig, zoo
+from toca_compile import ToCa, ToCaConfig
+from toca_compile.demo import zoo
 
 
 def test_info_names_each_graph_and_variant_and_debug_each_step(caplog):

@@ -1,4 +1,4 @@
-"""Fast checks of toca_compile.metrics: PSNR, SSIM, Fréchet distance, classifier FID and accuracy."""
+"""Fast checks of toca_compile.demo.metrics: PSNR, SSIM, Fréchet distance, classifier FID and accuracy."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toca_compile import metrics, zoo
+from toca_compile.demo import metrics, zoo
 
 
 def _images(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -97,7 +97,7 @@ def test_frechet_rejects_bad_shapes():
 
 @pytest.fixture(scope="module")
 def mnist_test(mnist_dir):
-    from toca_compile.mnist import load_mnist
+    from toca_compile.demo.mnist import load_mnist
 
     images, labels = load_mnist(mnist_dir, "test")
     return images[:1000], labels[:1000]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from toca_compile import zoo
-from toca_compile.mnist import (
+from toca_compile.demo import zoo
+from toca_compile.demo.mnist import (
     FILES,
     MNISTChecksumError,
     download_with_torchvision,
@@ -125,7 +125,7 @@ def test_dit_asset_shapes(dit):
 
 
 def test_assets_are_small():
-    assets = REPO / "toca_compile" / "assets"
+    assets = REPO / "toca_compile" / "demo" / "assets"
     for name in (zoo.DIT_ASSET, zoo.CLASSIFIER_ASSET):
         assert (assets / name).stat().st_size < 4 * 2**20
 

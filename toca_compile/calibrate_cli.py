@@ -54,7 +54,7 @@ def run_calibrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.steps < 2 or args.samples < 1 or not args.flops_ratio >= 1.0:
         parser.error("--steps must be >= 2, --samples >= 1 and --flops-ratio >= 1")
     if args.model == "mnist":
-        from . import zoo  # noqa: PLC0415
+        from .demo import zoo  # noqa: PLC0415
 
         model = zoo.load_mnist_dit()
         labels = torch.arange(args.samples) % 10

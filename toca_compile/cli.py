@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         run_calibrate(args, calibrate)
     if args.command == "demo":
         from .config import ToCaConfig
-        from .demo import run_demo
+        from .demo.run import run_demo
 
         overrides = {k: v for k, v in (("interval", args.interval), ("ratio", args.ratio)) if v is not None}
         try:

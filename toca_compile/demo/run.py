@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .backend import ToCa
-from .config import ToCaConfig
-from .flops import count_flops, counting
-from .inspection import inspect
-from .stats import format_table
+from ..backend import ToCa
+from ..config import ToCaConfig
+from ..flops import count_flops, counting
+from ..inspection import inspect
+from ..stats import format_table
 
 
 def run_demo(digits: int = 20, steps: int = 50, guidance: float = 3.0, seed: int = 0, rounds: int = 3,
@@ -101,11 +101,11 @@ def _mean_psnr(psnr: torch.Tensor) -> str:
 
 def load_reference_features() -> torch.Tensor:
     """Classifier features of 2000 real MNIST test digits (examples/reference_features.py)."""
-    from importlib import resources
-
     from safetensors.torch import load
 
-    data = (resources.files("toca_compile") / "assets" / "mnist_test_features.safetensors").read_bytes()
+    from .zoo import assets
+
+    data = assets().joinpath("mnist_test_features.safetensors").read_bytes()
     return load(data)["features"].float()
 
 

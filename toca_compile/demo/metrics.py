@@ -14,7 +14,7 @@
 
 Images are float tensors in [-1, 1] of shape [B, 1, H, W] (the DiT's range). The classifier
 helpers also take uint8 MNIST images [N, 28, 28] / [N, 1, 28, 28] in 0..255, as
-:func:`toca_compile.mnist.load_mnist` returns them.
+:func:`toca_compile.demo.mnist.load_mnist` returns them.
 
 Needs ``torchmetrics`` and ``scipy`` (neither pulls torchvision or another torch).
 """

@@ -3,7 +3,7 @@
 Both are tiny and CPU-friendly; they exist so that the quality of token-wise caching can be
 measured on a real trained diffusion transformer (e.g. classifier accuracy of generated digits,
 or an FID computed on :meth:`MNISTClassifier.features`). ``examples/train_mnist.py`` produces
-the weights in ``toca_compile/assets/``.
+the weights in ``toca_compile/demo/assets/`` (:func:`assets`).
 
 The DiT works directly on 28x28 pixels scaled to [-1, 1] (no VAE), patch 4, so an image is
 7x7 = 49 tokens. It predicts v = sqrt(abar) * eps - sqrt(1 - abar) * x0 under a 1000-step
@@ -17,11 +17,14 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python >= 3.11; annotations only
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES  # index of the unconditional ("dropped") label embedding
@@ -86,15 +89,21 @@ class MNISTClassifier(nn.Module):
         return self.fc2(self.features(x))
 
 
+def assets() -> Traversable:
+    """The folder of bundled assets, ``toca_compile/demo/assets`` in the installed package: weights,
+    their training record, reference classifier features and the calibrated schedules."""
+    return resources.files(__package__).joinpath("assets")
+
+
 def _asset_bytes(name: str, path: Optional[PathLike]) -> bytes:
     if path is not None:
         return Path(path).read_bytes()
-    resource = resources.files("toca_compile").joinpath("assets").joinpath(name)
+    resource = assets().joinpath(name)
     try:
         return resource.read_bytes()
     except FileNotFoundError as exc:
         raise FileNotFoundError(
-            f"bundled asset toca_compile/assets/{name} is missing; run examples/train_mnist.py to create it"
+            f"bundled asset toca_compile/demo/assets/{name} is missing; run examples/train_mnist.py to create it"
         ) from exc
 
 
@@ -147,7 +156,7 @@ def mnist_schedule_files() -> dict[float, str]:
     FLOPs ratio they were calibrated for: ``ToCaConfig.from_schedule_file(path)`` runs one.
     Written by ``toca calibrate --model mnist --flops-ratio R --steps 50 --samples 20
     --seed 1000`` (calibration noise disjoint from the benchmarks' seeds)."""
-    folder = resources.files("toca_compile").joinpath("assets").joinpath("schedules")
+    folder = assets().joinpath("schedules")
     out = {}
     for entry in folder.iterdir():
         name = entry.name
