@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         schedule = get_preset(preset, num_steps=args.steps)
     else:
         schedule = config.schedule()
-    steps = args.steps or getattr(schedule, "num_steps", None) or 50
+    steps = args.steps or schedule.num_steps or 50
     batch = args.batch or (MODELS[args.model].batch if args.model in MODELS else 2)
 
     torch.manual_seed(0)

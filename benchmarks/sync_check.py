@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     call_args, call_kwargs = template(args.batch)
     call_args, call_kwargs = materialize(call_args, device, dtype, gen), materialize(call_kwargs, device, dtype, gen)
     toca = ToCa(ToCaConfig(preset=MODELS[args.model].preset))
-    schedule_steps = getattr(toca.schedule, "num_steps", args.steps)
+    schedule_steps = toca.schedule.num_steps or args.steps
     fast = torch.compile(model, backend=toca.backend, dynamic=False)
     plain = torch.compile(model, dynamic=False)
     result: dict = {"model": desc, "layers": args.layers, "batch": args.batch, "steps": args.steps,

@@ -22,7 +22,7 @@ from .clock import ExplicitGeneration, GenerationLog, ModelCall, TimestepClock
 from .config import ToCaConfig
 from .graph_inputs import describe_all
 from .runtime import GraphEntry, Lane, Specialization, ToCaWarning, read_timestep
-from .schedule import Schedule
+from .schedule import Schedule, as_schedule
 from .stats import RegionStats, Stats, Summary
 
 #: ``logging.getLogger("toca_compile")``: INFO one line per analysed graph and per compiled
@@ -31,7 +31,6 @@ log = logging.getLogger("toca_compile")
 
 #: generations kept for :meth:`ToCa.summary`
 LOG_LIMIT = 16
-_SCHEDULE_METHODS = ("is_full", "module_full", "ratio", "aggressive")
 
 
 class ToCa:
@@ -55,15 +54,14 @@ class ToCa:
     @property
     def schedule(self) -> Schedule:
         """Which steps are full and how many tokens each region refreshes; may be replaced
-        between generations (the variants compiled so far are kept)."""
+        between generations (the variants compiled so far are kept). Always a
+        :class:`~toca_compile.schedule.Schedule`: an object that only has its four methods is
+        seen through :class:`~toca_compile.schedule.ForeignSchedule`."""
         return self._schedule
 
     @schedule.setter
     def schedule(self, schedule: Schedule) -> None:
-        missing = [m for m in _SCHEDULE_METHODS if not callable(getattr(schedule, m, None))]
-        if missing:
-            raise TypeError(f"schedule {type(schedule).__name__} lacks the Schedule method(s) {missing}")
-        self._schedule = schedule
+        self._schedule = as_schedule(schedule)
         for entry in self.graphs:
             for spec in entry.specs.values():
                 spec.forget_decisions()

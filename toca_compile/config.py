@@ -1,9 +1,10 @@
 """User-facing configuration, validated at construction so mistakes surface early."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal, get_args
+
+from .validation import check_bool, check_choice, check_int, check_number, fail
 
 if TYPE_CHECKING:
     from .schedule import Schedule
@@ -16,6 +17,7 @@ _SCORES = ("attention", "kvnorm", "random")
 _COMPILERS = ("inductor", "eager")
 _MODES: tuple[str, ...] = get_args(Mode)
 _TAYLOR_ORDERS = (1, 2)
+_OWNER = "ToCaConfig"  # the name every validation message starts with
 
 
 @dataclass(frozen=True)
@@ -82,35 +84,34 @@ class ToCaConfig:
     max_branches: int = 4
 
     def __post_init__(self) -> None:
-        _check_int("interval", self.interval, low=1)
-        _check_float("ratio", self.ratio, low=0.0, high=1.0)
-        _check_float("staleness_weight", self.staleness_weight, low=0.0, high=None)
-        _check_int("seed", self.seed, low=0, high=2**63 - 1)
-        _check_choice("score", self.score, _SCORES)
-        _check_int("score_queries", self.score_queries, low=1)
-        _check_float("entropy_weight", self.entropy_weight, low=0.0, high=None)
-        _check_int("spatial_cell", self.spatial_cell, low=1)
-        _check_float("spatial_bonus", self.spatial_bonus, low=0.0, high=None)
-        if not isinstance(self.cfg_shared, bool):
-            raise ValueError(f"ToCaConfig.cfg_shared must be True or False, got {self.cfg_shared!r}")
-        _check_choice("compiler", self.compiler, _COMPILERS)
+        check_int(_OWNER, "interval", self.interval, low=1)
+        check_number(_OWNER, "ratio", self.ratio, low=0.0, high=1.0)
+        check_number(_OWNER, "staleness_weight", self.staleness_weight, low=0.0, high=None)
+        check_int(_OWNER, "seed", self.seed, low=0, high=2**63 - 1)
+        check_choice(_OWNER, "score", self.score, _SCORES)
+        check_int(_OWNER, "score_queries", self.score_queries, low=1)
+        check_number(_OWNER, "entropy_weight", self.entropy_weight, low=0.0, high=None)
+        check_int(_OWNER, "spatial_cell", self.spatial_cell, low=1)
+        check_number(_OWNER, "spatial_bonus", self.spatial_bonus, low=0.0, high=None)
+        check_bool(_OWNER, "cfg_shared", self.cfg_shared)
+        check_choice(_OWNER, "compiler", self.compiler, _COMPILERS)
         if self.preset is not None:
             from .presets import PRESETS  # noqa: PLC0415  (presets -> schedule -> regions)
 
             if not isinstance(self.preset, str) or self.preset not in PRESETS:
-                raise ValueError(f"ToCaConfig.preset must be None or one of {sorted(PRESETS)}, got {self.preset!r}")
-        _check_choice("mode", self.mode, _MODES)
+                fail(_OWNER, "preset", f"None or one of {sorted(PRESETS)}", self.preset)
+        check_choice(_OWNER, "mode", self.mode, _MODES)
         if not isinstance(self.taylor_order, int) or isinstance(self.taylor_order, bool) \
                 or self.taylor_order not in _TAYLOR_ORDERS:
-            raise ValueError(f"ToCaConfig.taylor_order must be the integer 1 or 2, got {self.taylor_order!r}")
-        _check_int("warmup", self.warmup, low=1)
+            fail(_OWNER, "taylor_order", "the integer 1 or 2", self.taylor_order)
+        check_int(_OWNER, "warmup", self.warmup, low=1)
         if self.preset is not None and self.warmup != 1:
             raise ValueError("ToCaConfig.warmup applies to interval schedules; a preset sets its own first full steps "
                              f"(got preset={self.preset!r}, warmup={self.warmup})")
         if self.schedule_file is not None:
             self._check_schedule_file()
-        _check_int("max_shapes", self.max_shapes, low=1)
-        _check_int("max_branches", self.max_branches, low=1)
+        check_int(_OWNER, "max_shapes", self.max_shapes, low=1)
+        check_int(_OWNER, "max_branches", self.max_branches, low=1)
 
     @classmethod
     def from_schedule_file(cls, path: str, **changes: object) -> "ToCaConfig":
@@ -126,7 +127,7 @@ class ToCaConfig:
         from .calibration import read_schedule_file  # noqa: PLC0415
 
         if not isinstance(self.schedule_file, str):
-            raise ValueError(f"ToCaConfig.schedule_file must be None or a path string, got {self.schedule_file!r}")
+            fail(_OWNER, "schedule_file", "None or a path string", self.schedule_file)
         if self.preset is not None:
             raise ValueError("ToCaConfig.schedule_file and preset both choose the full steps; set one of them")
         saved = read_schedule_file(self.schedule_file)
@@ -179,22 +180,3 @@ class ToCaConfig:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return ToCaConfig(**values)  # type: ignore[arg-type]
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"ToCaConfig.{name} must be an integer {allowed}, got {value!r}")
-
-
-def _check_float(name: str, value: object, low: float, high: float | None) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and value >= low and (high is None or value <= high)  # type: ignore[arg-type, operator]
-    if not ok:
-        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"ToCaConfig.{name} must be a finite number {allowed}, got {value!r}")
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"ToCaConfig.{name} must be one of {list(allowed)}, got {value!r}")

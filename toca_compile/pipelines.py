@@ -194,7 +194,7 @@ def _follow_scheduler(applied: _Applied, scheduler: Any, tocas: list[ToCa]) -> N
 
 
 def _check_preset_steps(toca: ToCa, steps: int | None) -> None:
-    planned = getattr(toca.schedule, "num_steps", None)
+    planned = toca.schedule.num_steps
     if toca.config.preset is None or planned is None or steps is None or steps == planned:
         return
     toca.warn(f"preset {toca.config.preset!r} is tuned for {planned} steps but the pipeline runs {steps}; its "
