@@ -70,9 +70,16 @@ def compiled():
 # -- the core never imports measurement ---------------------------------------------------
 def test_importing_the_package_imports_no_flop_counting():
     run_fresh("""
-        import sys
+        import importlib, pkgutil, sys
         import toca_compile
-        from toca_compile import backend, clock, config, pipelines, presets, runtime, schedule, stats  # noqa
+        import toca_compile.passes
+        core = ["backend", "clock", "compilers", "config", "graph_inputs", "inspect", "observers", "ops",
+                "pipelines", "presets", "regions", "row_ops", "runtime", "schedule", "scores", "stats",
+                "token_scores"]
+        for name in core:
+            importlib.import_module(f"toca_compile.{name}")
+        for info in pkgutil.iter_modules(toca_compile.passes.__path__):
+            importlib.import_module(f"toca_compile.passes.{info.name}")
         assert not [m for m in sys.modules if m.startswith("toca_compile.flops")], sorted(sys.modules)
     """)
 
@@ -143,7 +150,7 @@ def test_an_observer_sees_every_graph_call_and_can_be_removed(compiled):
     handle = toca.observe(observer)
     assert toca.observers == (observer,)
     observed = generate(fast, toca)
-    for a, b in zip(observed, expected):
+    for a, b in zip(observed, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # observing changes nothing
     assert len(seen) == 2 * STEPS  # two graphs per call: the cached DiT and the plain head
     assert all(callable(fn) and n >= 1 for fn, n, _ in seen)
