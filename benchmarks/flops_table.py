@@ -20,7 +20,7 @@ import warnings
 import torch
 
 from toca_compile.flops import GenerationCounter
-from toca_compile.flops_cli import MODELS
+from toca_compile.flops.cli import MODELS
 from toca_compile.runtime import ToCaWarning
 
 # (preset, model): the settings of the official ToCa code on the model each was written for,

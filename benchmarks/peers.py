@@ -19,8 +19,8 @@ applied at all), the table has a row that says why.
 
 Per row:
 
-* FLOPs per image: ``torch.utils.flop_counter`` (matmuls, convolutions, attention; importing
-  toca_compile.flops adds the CPU attention kernel) over the denoiser calls of whole
+* FLOPs per image: ``torch.utils.flop_counter`` (matmuls, convolutions, attention; the CPU
+  attention kernel through ``toca_compile.flops.cpu_attention_formula``) over the denoiser calls of whole
   generations; peers: every call of every quality generation (their decisions depend on the
   data); toca-compile: ``toca_compile.flops.counting`` on the rewritten graphs, as in
   quality.py. FLOPs ratio = uncached / row. FFTs (SeaCache's filter, FasterCache) are not
@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 from toca_compile import ToCa, ToCaConfig
 from toca_compile.demo import metrics, zoo
 from toca_compile.demo.mnist import load_mnist
-from toca_compile.flops import count_flops  # noqa: F401  (importing it registers the CPU attention formula)
+from toca_compile.flops import cpu_attention_formula
 from toca_compile.runtime import ToCaWarning
 
 
@@ -167,7 +167,7 @@ class Denoiser:
             b = x.shape[0] // 2
             labels = torch.cat([class_labels[b:], class_labels[:b]])
         if self.count:
-            with FlopCounterMode(display=False) as counter:
+            with cpu_attention_formula(), FlopCounterMode(display=False) as counter:
                 out = self.fn(x, timestep=timestep, class_labels=labels, return_dict=False)[0]
             self.flops += counter.get_total_flops()
         else:
@@ -445,7 +445,7 @@ class Context:
         """Fraction of one uncached call's FLOPs spent in the self-attention modules."""
         if self._attention_share is None:
             x = torch.zeros(2, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE)
-            with FlopCounterMode(display=False) as counter, torch.no_grad():
+            with cpu_attention_formula(), FlopCounterMode(display=False) as counter, torch.no_grad():
                 self.model(x, timestep=torch.full((2,), 500), class_labels=torch.tensor([1, zoo.NULL_LABEL]),
                            return_dict=False)
             per_module = counter.get_flop_counts()

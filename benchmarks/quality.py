@@ -118,12 +118,6 @@ MARKERS = {"original": ("*", "black"), "fewer steps": ("o", "tab:gray"), "FORA":
            "ToCa": ("D", "tab:blue"), "DuCa": ("^", "tab:green"), "TaylorSeer": ("v", "tab:purple"), "calibrated": ("P", "tab:red")}
 
 
-# -- FLOP counting of the CPU attention kernel -------------------------------------------
-def count_cpu_attention() -> None:
-    """Attention on CPU tensors is counted by toca_compile.flops (importing it registers the formula)."""
-    import toca_compile.flops  # noqa: F401, PLC0415
-
-
 # -- generation --------------------------------------------------------------------------
 @dataclass
 class Generation:
@@ -545,7 +539,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", ToCaWarning)
-    count_cpu_attention()
     guidance = args.guidance
     if guidance is None:
         import inspect  # noqa: PLC0415

@@ -51,12 +51,13 @@ def warmup_full_steps(interval: int, warmup: int, steps: int = STEPS, last: bool
 
 class Bench:
     def __init__(self, samples: int) -> None:
-        import toca_compile.flops  # noqa: F401, PLC0415  (CPU attention FLOPs)
         from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+        from toca_compile.flops import cpu_attention_formula  # noqa: PLC0415
 
         self.model = zoo.load_mnist_dit()
         self.labels = torch.arange(samples) % zoo.NUM_CLASSES
-        with FlopCounterMode(display=False) as counter:
+        with cpu_attention_formula(), FlopCounterMode(display=False) as counter:
             self.reference = self.generate(self.model)
         self.uncached = counter.get_total_flops()
 

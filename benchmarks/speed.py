@@ -41,7 +41,7 @@ import torch
 
 from toca_compile import ToCa, ToCaConfig
 from toca_compile.flops import GenerationCounter
-from toca_compile.flops_cli import MODELS
+from toca_compile.flops.cli import MODELS
 from toca_compile.runtime import ToCaWarning
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import DTYPES, build, generation, materialize  # noqa: E402
 
 from toca_compile import ToCa, ToCaConfig  # noqa: E402
-from toca_compile.flops_cli import MODELS  # noqa: E402
+from toca_compile.flops.cli import MODELS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

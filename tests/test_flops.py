@@ -218,7 +218,7 @@ def test_bad_arguments():
     (["--model", "dit-xl-2", "--preset", "no-such-preset"], "invalid choice"),
 ])
 def test_cli_rejects_bad_input(argv, message, capsys):
-    from toca_compile.flops_cli import main
+    from toca_compile.flops.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["flops", *argv])
@@ -227,7 +227,7 @@ def test_cli_rejects_bad_input(argv, message, capsys):
 
 
 def test_cli_runs_a_model_with_breakdown(monkeypatch, capsys):
-    from toca_compile import flops_cli
+    from toca_compile.flops import cli as flops_cli
 
     tiny = flops_cli.ModelSpec("tiny-dit", "tiny DiT", tiny_dit, lambda batch: tiny_inputs(), 2, "dit-ddim-50", 50)
     monkeypatch.setitem(flops_cli.MODELS, "dit-xl-2", tiny)

@@ -21,6 +21,7 @@ import torch.fx as fx
 from .clock import ExplicitGeneration, GenerationLog, ModelCall, TimestepClock
 from .config import ToCaConfig
 from .graph_inputs import describe_all
+from .observers import CallObserver, ObserverHandle
 from .runtime import GraphEntry, Lane, Specialization, ToCaWarning, read_timestep
 from .schedule import Schedule, as_schedule
 from .stats import RegionStats, Stats, Summary
@@ -47,7 +48,8 @@ class ToCa:
         self.config = config or ToCaConfig()
         self._schedule_arg = schedule
         self.lock = threading.RLock()
-        self.flop_sink: list[int] | None = None  # open while toca_compile.flops.counting() runs
+        #: the registered call observers, outermost first (read-only: use :meth:`observe`)
+        self.observers: tuple[CallObserver, ...] = ()
         self._init_runtime()
         self.schedule = schedule or self.config.schedule()
 
@@ -102,6 +104,30 @@ class ToCa:
         return entry
 
     __call__ = backend
+
+    def observe(self, observer: CallObserver) -> ObserverHandle:
+        """Wrap every graph call this ``ToCa`` runs, in every thread, with ``observer`` (see
+        :class:`~toca_compile.observers.CallObserver`) until the handle is removed::
+
+            with toca.observe(lambda fn, args: fn(*args)):
+                fast_model(x, t)
+
+        Observers registered earlier wrap those registered later.
+        """
+        if not callable(observer):
+            raise TypeError(f"observer must be callable as observer(fn, args), got {type(observer).__name__}")
+
+        def remove() -> None:
+            with self.lock:
+                kept = list(self.observers)
+                index = next((i for i, o in enumerate(kept) if o is observer), None)
+                if index is not None:
+                    del kept[index]
+                    self.observers = tuple(kept)
+
+        with self.lock:
+            self.observers = (*self.observers, observer)  # a new tuple: calls in flight keep theirs
+        return ObserverHandle(remove)
 
     # -- steps from the user's loop ----------------------------------------------------
     @contextlib.contextmanager

@@ -331,7 +331,8 @@ def calibrate(runner: ModelRunner | PipelineRunner, *, steps: int, flops_ratio: 
     error of the final outputs wins. ``torch._dynamo.reset()`` runs around each candidate.
     """
     from .config import ToCaConfig  # noqa: PLC0415
-    from .flops import _progress, counting  # noqa: PLC0415
+    from .flops import counting  # noqa: PLC0415
+    from .flops.generation import _progress  # noqa: PLC0415
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
@@ -399,7 +400,7 @@ def _model_flops(model: torch.nn.Module):
     arithmetic), so they compare with what ``toca_compile.flops.counting`` counts of the graphs."""
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
-    import toca_compile.flops  # noqa: F401, PLC0415  (registers the CPU attention formula)
+    from .flops import cpu_attention_formula  # noqa: PLC0415
 
     totals: list[float] = []
     active: list[FlopCounterMode] = []
@@ -416,7 +417,8 @@ def _model_flops(model: torch.nn.Module):
 
     handles = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
     try:
-        yield totals
+        with cpu_attention_formula():  # the counters are created inside
+            yield totals
     finally:
         for handle in handles:
             handle.remove()

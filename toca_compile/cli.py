@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--ratio", type=float, default=None, help="override ToCaConfig.ratio")
     demo.add_argument("--out", default="toca_demo.png", help="where to write the side-by-side PNG")
     from .calibrate_cli import add_calibrate_parser, run_calibrate
-    from .flops_cli import add_flops_parser, run_flops
+    from .flops.cli import add_flops_parser, run_flops
 
     add_flops_parser(sub)
     calibrate = add_calibrate_parser(sub)

@@ -27,9 +27,9 @@ import torch.fx as fx
 
 from .clock import ExplicitGeneration, GenerationLog, ModelCall, Placement, TimestepClock
 from .compilers import compile_graph
-from .flops import run_counted
 from .graph_inputs import InputMeta, describe_all
 from .decisions import FORECAST, FULL, REUSE, SKIP, Action, Decision
+from .observers import call_observed
 from .passes.specialize_shapes import data_dependent_node, is_symbolic, specialize_shapes
 from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
@@ -148,7 +148,10 @@ class Specialization:
             toca.warn(f"graph {self.entry.index}: caching disabled after an internal error ({self.broken}); "
                       "running the plain compiled graph from now on")
             return self._run_plain(args)
-        return run_counted(toca.flop_sink, fn, *args, *tensors)
+        observers = toca.observers
+        if observers:
+            return call_observed(observers, fn, (*args, *tensors))
+        return fn(*args, *tensors)
 
     # -- placing and deciding ------------------------------------------------------------
     def _place(self, lane: Lane, owner: Hashable) -> tuple[Placement | None, str, Any, GenerationLog | None, int]:
@@ -307,7 +310,10 @@ class Specialization:
                 if self.plain is None:
                     self.plain = compile_graph(self.gm, list(args), self.toca.config.compiler)
                 fn = self.plain
-        return run_counted(self.toca.flop_sink, fn, *args)
+        observers = self.toca.observers
+        if observers:
+            return call_observed(observers, fn, args)
+        return fn(*args)
 
     def cache_bytes(self) -> int:
         total = 0

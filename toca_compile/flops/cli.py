@@ -128,7 +128,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
 # -- the command -----------------------------------------------------------------------------
 def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``flops`` on the ``toca`` sub-command parsers."""
-    from .presets import PRESETS
+    from ..presets import PRESETS
 
     p = sub.add_parser("flops", help="FLOPs of a whole generation of a full-size model, uncached vs cached "
                                      "(meta device: no weights, no memory)",
@@ -153,7 +153,7 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
 
 def build_request(args: argparse.Namespace):
     """(spec, config, schedule, steps, batch) from parsed arguments; ValueError on bad input."""
-    from .config import ToCaConfig
+    from ..config import ToCaConfig
 
     spec = MODELS[args.model]
     manual = args.interval is not None or args.ratio is not None
@@ -185,8 +185,8 @@ def run_flops(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     """Run ``toca flops`` for parsed ``args``; input errors go to ``parser.error``."""
     import warnings
 
-    from .flops import generation_flops
-    from .runtime import ToCaWarning
+    from ..runtime import ToCaWarning
+    from .generation import generation_flops
 
     try:
         spec, config, schedule, steps, batch = build_request(args)
@@ -200,7 +200,7 @@ def run_flops(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
         report = generation_flops(spec.build, lambda step: spec.inputs(batch), steps, config, schedule=schedule,
                                   breakdown=args.breakdown, progress=not args.no_progress)
     if config.preset is not None:
-        from .presets import PRESETS
+        from ..presets import PRESETS
 
         report.schedule = f"preset {config.preset}" + (f", mode {config.mode}" if config.mode != "toca" else "")
         if steps != PRESETS[config.preset].num_steps:
