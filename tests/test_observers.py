@@ -73,9 +73,9 @@ def test_importing_the_package_imports_no_flop_counting():
         import importlib, pkgutil, sys
         import toca_compile
         import toca_compile.passes
-        core = ["backend", "clock", "compilers", "config", "graph_inputs", "inspect", "observers", "ops",
-                "pipelines", "presets", "regions", "row_ops", "runtime", "schedule", "scores", "stats",
-                "token_scores"]
+        core = ["backend", "clock", "compilers", "config", "decisions", "graph_inputs", "inspection", "kernels.rows",
+                "kernels.scores", "observers", "ops", "pipelines", "presets", "regions", "runtime", "schedule",
+                "stats", "validation"]
         for name in core:
             importlib.import_module(f"toca_compile.{name}")
         for info in pkgutil.iter_modules(toca_compile.passes.__path__):

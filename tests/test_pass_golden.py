@@ -21,8 +21,8 @@ The modules (all B=2 samples, C=32 channels, 2 heads):
 * ``NoResidual``    — fc1, gelu, fc2 on a token stream with no residual add.
 * ``OuterResidual`` — ``x + proj(h)`` around an inner residual MLP block ``h = x + mlp(x)``.
 
-Only the section "the pass pipeline" below knows the pipeline's API (``PassContext``,
-``build_variant``, the decision constants): when the pipeline changes shape, adapt it there.
+Only the section "the pass pipeline" below knows the pipeline's API (``Analysis``,
+``ANALYSIS``, ``build_variant``, the decisions): when the pipeline changes shape, adapt it there.
 """
 from __future__ import annotations
 
@@ -42,29 +42,30 @@ from toca_compile.config import ToCaConfig
 from toca_compile.graph_inputs import describe_all
 
 # -- the pass pipeline: the only place that knows its API --------------------------------------
+from toca_compile.decisions import FORECAST, FULL, REUSE, SKIP, Decision
 from toca_compile.passes import pipeline as _pipeline
 from toca_compile.passes.dead_code import EFFECT as _EFFECT
 from toca_compile.passes.dead_code import remove_dead_code as _remove_dead_code
-from toca_compile.passes.rewrite_partial import FORECAST, FULL, SKIP, RewriteError
+from toca_compile.passes.rewrite_partial import RewriteError
 from toca_compile.passes.state_inputs import GLOBAL
-
-REUSE = 0  # decision: reuse the whole cache; a decision k > 0 recomputes k rows
 
 
 def analyse(captured: Captured, config: ToCaConfig, through: str = "state"):
     """Run the analysis passes in pipeline order up to and including ``through``
-    (``detect``, ``plan``, ``scores`` or ``state``); returns the pass context."""
-    ctx = _pipeline.PassContext(captured.gm, describe_all(captured.inputs), config)
-    for analysis in _pipeline.ANALYSIS_PASSES:
-        analysis(ctx)
-        if analysis.__name__ == through:
+    (``detect``, ``plan``, ``scores`` or ``state``); returns the analysis record."""
+    ctx = _pipeline.Analysis(captured.gm, tuple(describe_all(captured.inputs)), config)
+    for analysis in _pipeline.ANALYSIS:
+        ctx = analysis(ctx)
+        if analysis.name == through:
             return ctx
     raise ValueError(f"no analysis pass named {through!r}")
 
 
-def variant(ctx, decisions: dict[int, int]) -> fx.GraphModule:
-    """The rewrite + dead-code + validate passes for one decision per region."""
-    return _pipeline.build_variant(ctx, decisions)
+def variant(ctx, decisions: dict[int, Decision | int]) -> fx.GraphModule:
+    """The rewrite + dead-code + validate passes for one decision per region (an int k > 0:
+    recompute k rows)."""
+    return _pipeline.build_variant(ctx, {i: d if isinstance(d, Decision) else Decision.refresh(d)
+                                         for i, d in decisions.items()})
 
 
 def state_specs(ctx) -> dict[tuple[int, str], tuple[int, ...]]:
@@ -484,7 +485,7 @@ def test_detect_sequence_first_stream():
 def test_detect_no_residual_block():
     """A graph with no residual add has no region, no blocks, and a reason saying why."""
     detection = analyse(no_residual(), EAGER, through="detect").detection
-    assert detection.regions == []
+    assert detection.regions == ()
     assert detection.num_blocks == 0
     assert "no residual" in detection.reason
 
@@ -513,7 +514,7 @@ def test_plan_self_attention_reused_mlp_token_wise():
         assert [s.node for s in plan.slots] == [plan.region.cache_point]
         assert [(s.batch_axis, s.token_axis, s.shape) for s in plan.slots] == [(0, 1, (B, N, C))]
     for plan in plans[0::2]:
-        assert plan.recompute == []
+        assert plan.recompute == ()
         assert plan.region.note  # says why it is reused whole
     for plan, block in zip(plans[1::2], captured.model.blocks):
         assert [op_kind(n) for n in plan.recompute] == ["layer_norm", "mul", "add", "linear", "gelu", "linear"]
@@ -544,7 +545,7 @@ def test_plan_mlp_only_batch_of_two_is_reused_whole():
     assert [p.partial for p in plans] == [False, False]
     assert all(not p.region.layout_known for p in plans)
     assert all("reused whole" in p.region.note for p in plans)
-    assert all(p.recompute == [] for p in plans)
+    assert all(p.recompute == () for p in plans)
 
 
 def test_plan_mlp_only_single_sample_is_token_wise():
@@ -780,13 +781,13 @@ def test_rewrite_reuse_removes_region_compute():
 
 def test_rewrite_rows_recompute_selected_tokens():
     """A rows step with k=3: self-attention regions cannot run on rows and are reused (their qkv,
-    proj and SDPA gone); each MLP region picks 3 tokens (select_tokens, [B, 3]), gathers the
+    proj and SDPA gone; asking them for rows is refused, see the next test); each MLP region picks 3 tokens (select_tokens, [B, 3]), gathers the
     stream's rows (take_rows), runs norm, fc1, gelu, fc2 on [B, 3, .] rows, scatters them into
     its cache (put_rows, [B, N, C]) and ages the other tokens (refresh_staleness). The [B, 1, C]
     modulation is broadcast, not gathered."""
     captured = dit()
     ctx = analyse(captured, EAGER)
-    gm = variant(ctx, {0: 3, 1: 3, 2: 3, 3: 3})
+    gm = variant(ctx, {0: REUSE, 1: 3, 2: REUSE, 3: 3})
     after = count_ops(gm)
     assert after["linear"] == DIT_LINEARS - 2 * 2
     assert after["scaled_dot_product_attention"] == 0
@@ -808,6 +809,14 @@ def test_rewrite_rows_recompute_selected_tokens():
             assert shapes[node.name] == (B, 3, C)
         if op_kind(node) == "put_rows":
             assert shapes[node.name] == (B, N, C)
+
+
+def test_rewrite_refuses_rows_for_a_region_reused_whole():
+    """Self-attention mixes tokens, so its output is reused whole: a rows decision for it is an
+    error of the caller, not silently a reuse."""
+    ctx = analyse(dit(), EAGER)
+    with pytest.raises(RewriteError, match="cannot recompute 3 rows"):
+        variant(ctx, {0: 3, 1: 3, 2: REUSE, 3: 3})
 
 
 def test_rewrite_rows_cross_attention_query_side_on_rows():

@@ -28,7 +28,7 @@ from architectures import (
 from oracle import ReferenceToCa
 from toca_compile.config import ToCaConfig
 from toca_compile.schedule import tokens_for
-from toca_compile.scores import random_scores
+from toca_compile.kernels.scores import random_scores
 
 
 FEW = examples(20)

@@ -4,8 +4,8 @@ from hypothesis import given, strategies as st
 
 from profiles import examples
 
-from toca_compile.row_ops import put_rows, refresh_staleness, take_rows
-from toca_compile.token_scores import select_tokens
+from toca_compile.kernels.rows import put_rows, refresh_staleness, take_rows
+from toca_compile.kernels.scores import select_tokens
 
 
 @st.composite

@@ -10,7 +10,7 @@ from profiles import examples
 
 from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
 from toca_compile import ToCa, ToCaConfig
-from toca_compile.token_scores import (attention_received, cross_entropy, kv_norm, received_from_map, select_tokens,
+from toca_compile.kernels.scores import (attention_received, cross_entropy, kv_norm, received_from_map, select_tokens,
                                        spatial_bonus)
 
 

@@ -33,7 +33,7 @@ from .observers import call_observed
 from .passes.specialize_shapes import data_dependent_node, is_symbolic, specialize_shapes
 from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
-from .scores import random_scores
+from .kernels.scores import random_scores
 from .stats import RegionStats
 
 log = logging.getLogger("toca_compile")

@@ -10,10 +10,10 @@ import torch.fx as fx
 
 from ..config import ToCaConfig
 from ..ops import arg, tensor_meta
-from ..token_scores import attention_received, cross_entropy, kv_norm, received_from_map
+from ..kernels.scores import attention_received, cross_entropy, kv_norm, received_from_map
 
 from ..regions import RegionPlan
-from ..row_ops import clear_staleness, fill_cache, taylor_update
+from ..kernels.rows import clear_staleness, fill_cache, taylor_update
 from .dead_code import EFFECT
 from .state_inputs import GLOBAL
 

@@ -19,8 +19,8 @@ from ..config import ToCaConfig
 from ..decisions import FULL, Action, Decision
 from ..ops import ELEMENTWISE, arg, op_name, shape_of
 from ..regions import RegionPlan
-from ..row_ops import fill_cache, put_rows, refresh_staleness, take_rows, taylor_forecast
-from ..token_scores import select_tokens
+from ..kernels.rows import fill_cache, put_rows, refresh_staleness, take_rows, taylor_forecast
+from ..kernels.scores import select_tokens
 from .dead_code import EFFECT
 from .rewrite_full import fill_region
 from .state_inputs import GLOBAL, StateSpec, add_state_placeholders, copy_graph_module

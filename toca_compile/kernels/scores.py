@@ -3,7 +3,9 @@
 On full steps each token-wise region stores a base score per token from its block's
 attention (``attention_received``, s1), cross-attention entropy (``cross_entropy``, s2) or
 value norms (``kv_norm``, DuCa). On partial steps ``select_tokens`` adds the staleness term
-(s3) and the spatial-spread bonus (s4) and takes the top-k rows.
+(s3) and the spatial-spread bonus (s4) and takes the top-k rows. The ``random`` score is drawn
+on the host (``random_scores``) from a seeded CPU generator, so that every executor (Inductor,
+eager, the tests' reference implementation) sees the same numbers.
 """
 from __future__ import annotations
 
@@ -105,3 +107,12 @@ def select_tokens(base: torch.Tensor, stale: torch.Tensor, weight: float, tokens
         half = idx.shape[0] // 2
         idx = torch.cat([idx[:half], idx[:half]])
     return idx
+
+
+def random_scores(seed: int, step: int, region: int, batch: int, tokens: int) -> torch.Tensor:
+    """Uniform [0, 1) scores of shape ``(batch, tokens)`` for one region at one step.
+
+    ``region`` is the region's index in graph order (see ``Region.index``).
+    """
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919 + region * 104_729) % (2**63 - 1))
+    return torch.rand(batch, tokens, generator=generator)
