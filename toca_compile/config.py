@@ -117,14 +117,14 @@ class ToCaConfig:
     def from_schedule_file(cls, path: str, **changes: object) -> "ToCaConfig":
         """Settings that run the calibrated schedule in ``path`` with the mode, order and ratio
         it was calibrated for; ``changes`` set any other field."""
-        from .calibration import read_schedule_file  # noqa: PLC0415
+        from .schedule.saved import read_schedule_file  # noqa: PLC0415
 
         saved = read_schedule_file(path)
         return cls(**{"mode": saved.mode, "taylor_order": saved.taylor_order, "ratio": saved.ratio,
                       "schedule_file": str(path), **changes})  # type: ignore[arg-type]
 
     def _check_schedule_file(self) -> None:
-        from .calibration import read_schedule_file  # noqa: PLC0415
+        from .schedule.saved import read_schedule_file  # noqa: PLC0415
 
         if not isinstance(self.schedule_file, str):
             fail(_OWNER, "schedule_file", "None or a path string", self.schedule_file)
