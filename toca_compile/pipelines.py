@@ -199,4 +199,5 @@ def _check_preset_steps(toca: ToCa, steps: int | None) -> None:
         return
     toca.warn(f"preset {toca.config.preset!r} is tuned for {planned} steps but the pipeline runs {steps}; its "
               "full steps and ratios follow the step index as if the generation had "
-              f"{planned} steps (re-time it: ToCa(config, schedule=get_preset(name, num_steps={steps})))")
+              f"{planned} steps (re-time it before the call: for toca in toca_compile.applied(pipe).values(): "
+              f"toca.schedule = toca_compile.presets.get_preset({toca.config.preset!r}, num_steps={steps}))")
