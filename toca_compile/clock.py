@@ -71,6 +71,9 @@ class GenerationLog:
     planned_steps: int | None = None     # the number of steps the source announced
     steps: dict[int, StepMarks] = field(default_factory=dict)
     uncached: dict[str, int] = field(default_factory=dict)   # reason -> calls
+    #: step -> region label -> fraction of its tokens computed afresh (1 full, 0 reused or
+    #: forecast, k/N for k rows); the pictures in :mod:`toca_compile.plots` read it
+    refreshed: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def record(self, step: int, outcome: str, reason: str = "") -> bool:
         """Count one call (``"full"``, ``"partial"`` or ``"uncached"``); True when it is the

@@ -213,6 +213,8 @@ class Specialization:
         if not full:
             self._draw_noise(state, step, decisions, offset)
             self._count(decisions)
+        if placement is not None and log is not None:
+            self._log_refreshed(log, step, decisions)
         return fn, state.tensors
 
     def forget_decisions(self) -> None:
@@ -277,6 +279,12 @@ class Specialization:
             if decisions[region.index].action is Action.ROWS and random:
                 noise = state.by_key[(region.index, "base")]
                 noise.copy_(random_scores(seed, step, offset + region.index, region.batch, region.tokens))
+
+    def _log_refreshed(self, log: GenerationLog, step: int, decisions: dict[int, Decision]) -> None:
+        marks = log.refreshed.setdefault(step, {})
+        for plan in self.analysis.plans:  # type: ignore[union-attr]
+            region = plan.region
+            marks[region.label] = decisions[region.index].tokens_refreshed(region.tokens) / region.tokens
 
     def _count(self, decisions: dict[int, Decision]) -> None:
         for plan, entry in zip(self.analysis.plans, self.regions):  # type: ignore[union-attr]
