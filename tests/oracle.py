@@ -72,7 +72,9 @@ class OracleSchedule:
     """Full steps, module refreshes, aggressive steps and ratios of one configuration.
 
     ``rule`` is ``"every"`` (full when ``step % interval == 0``), ``"threshold"`` (the official
-    DiT / PixArt code), ``"after3"`` (FLUX: 3 full steps, then every ``interval`` counted from step
+    DiT / PixArt code; with ``lagged``, as that code applies it: block 0 tests the threshold
+    set at the previous full step, the step is full when the threshold recomputed there is due
+    too), ``"after3"`` (FLUX: 3 full steps, then every ``interval`` counted from step
     2), ``"cycles"`` (OpenSora: 3 full steps, then per-kind cycles; full when all are due),
     ``"warm"`` (``warm`` full steps, then every ``interval`` counted from the last of them) or
     ``"list"`` (full exactly at ``listed``, and at every step from ``steps`` on).
@@ -87,6 +89,7 @@ class OracleSchedule:
     count_down: bool = False
     weight: float = 0.0                     # threshold rule: th = N / (1 ± w ∓ 2w s/T)
     sensitive: bool = False                 # DiT: th = 2 for s in [0.2T, 0.4T)
+    lagged: bool = False                    # threshold rule: block 0 keeps the last full step's th
     step_from_to: tuple[float, float] = (1.0, 1.0)
     layer_from_to: tuple[float, float] = (1.0, 1.0)
     layer_span: int | None = None        # None: the model's last block
@@ -109,14 +112,26 @@ class OracleSchedule:
             return i < 3 or (i - 2) % self.interval == 0
         if self.rule == "cycles":
             return i < 3 or all(i % c == 0 for c in self.cycles.values())
+        if i >= self.steps or not self.lagged:
+            s = self.steps - 1 - i if self.count_down else i
+            return i == 0 or s % self._threshold(s) == 0
+        if not hasattr(self, "_lagged_full"):  # walk the generation once, carrying block 0's threshold
+            self._lagged_full, carried = [], None
+            for j in range(self.steps):
+                s = self.steps - 1 - j if self.count_down else j
+                if j == 0 or s % carried == 0:  # block 0 computes, and sets the threshold anew
+                    carried = self._threshold(s)
+                    self._lagged_full.append(j == 0 or s % carried == 0)
+                else:
+                    self._lagged_full.append(False)
+        return self._lagged_full[i]
+
+    def _threshold(self, s: int) -> int:
         T, N = self.steps, self.interval
-        s = T - 1 - i if self.count_down else i
         if self.sensitive and int(0.2 * T) <= s < int(0.4 * T):
-            th = 2
-        else:
-            w = self.weight
-            th = max(1, round(N / ((1 + w - 2 * w * s / T) if self.count_down else (1 - w + 2 * w * s / T))))
-        return i == 0 or s % th == 0
+            return 2
+        w = self.weight
+        return max(1, round(N / ((1 + w - 2 * w * s / T) if self.count_down else (1 - w + 2 * w * s / T))))
 
     def module_full(self, i: int, kind: str) -> bool:
         cycle = self.cycles.get(kind)
@@ -160,7 +175,7 @@ class OracleSchedule:
 
 
 def _dit(steps: int, interval: int, step: tuple[float, float], layer: tuple[float, float]) -> OracleSchedule:
-    return OracleSchedule(steps, "threshold", interval, 0.07, count_down=True, weight=0.4, sensitive=True,
+    return OracleSchedule(steps, "threshold", interval, 0.07, count_down=True, weight=0.4, sensitive=True, lagged=True,
                           step_from_to=step, layer_from_to=layer,
                           module={"mlp": 2.5, "cross_attn": 2.5, "parallel": 2.5})
 
@@ -173,7 +188,8 @@ def _flux(interval: int) -> OracleSchedule:
 PUBLISHED = {
     "dit-ddim-50": lambda: _dit(50, 3, (-1.0, 3.0), (0.8, 1.2)),
     "dit-ddpm-250": lambda: _dit(250, 4, (0.6, 1.4), (1.8, 0.2)),
-    "pixart-dpm-20": lambda: OracleSchedule(20, "threshold", 3, 0.3, weight=0.2, step_from_to=(1.9, 0.1),
+    "dit-fora-50": lambda: OracleSchedule(50, "threshold", 3, 0.0, count_down=True, lagged=True),
+    "pixart-dpm-20": lambda: OracleSchedule(20, "threshold", 3, 0.3, weight=0.2, lagged=True, step_from_to=(1.9, 0.1),
                                             layer_from_to=(1.6, 0.4),
                                             module={"cross_attn": 0.6, "mlp": 1.6, "parallel": 1.6}),
     "opensora-rflow-30": lambda: OracleSchedule(30, "cycles", 3, 0.1, cycles={"attn": 3, "joint_attn": 3,

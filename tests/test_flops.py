@@ -216,6 +216,8 @@ def test_bad_arguments():
     (["--model", "dit-xl-2", "--batch", "0"], "--batch"),
     (["--model", "no-such-model"], "invalid choice"),
     (["--model", "dit-xl-2", "--preset", "no-such-preset"], "invalid choice"),
+    (["--model", "flux-dev", "--current-step-threshold"], "threshold-rule presets"),
+    (["--model", "dit-xl-2", "--interval", "3", "--current-step-threshold"], "threshold-rule presets"),
 ])
 def test_cli_rejects_bad_input(argv, message, capsys):
     from toca_compile.flops.cli import main
@@ -224,6 +226,23 @@ def test_cli_rejects_bad_input(argv, message, capsys):
         main(["flops", *argv])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_counts_the_earlier_threshold_reading_on_request():
+    """Presets take the official code's full steps; --current-step-threshold the earlier reading."""
+    import argparse
+
+    from toca_compile.flops.cli import add_flops_parser, build_request
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = add_flops_parser(sub)
+    for preset in ("dit-ddim-50", "pixart-dpm-20"):
+        official = build_request(parser.parse_args(["--model", "dit-xl-2", "--preset", preset]))[2]
+        earlier = build_request(parser.parse_args(["--model", "dit-xl-2", "--preset", preset,
+                                                   "--current-step-threshold"]))[2]
+        assert official.full_steps() == get_preset(preset).full_steps()
+        assert earlier.full_steps() == get_preset(preset, lagged_threshold=False).full_steps()
+        assert len(earlier.full_steps()) == len(official.full_steps()) + 1
 
 
 def test_cli_runs_a_model_with_breakdown(monkeypatch, capsys):

@@ -98,6 +98,7 @@ def test_compiled_path_equals_the_oracle_state_by_state(spec, fields, branches):
 PRESET_MODELS = {
     "dit-ddim-50": ArchSpec(depth=3, tokens=16),
     "dit-ddpm-250": ArchSpec(depth=3, tokens=16),
+    "dit-fora-50": ArchSpec(depth=2, tokens=16),
     "pixart-dpm-20": ArchSpec(depth=3, tokens=16, cross_attn=True, text_tokens=3),
     "opensora-rflow-30": ArchSpec(depth=2, tokens=16, cross_attn=True, text_tokens=3),
     "flux-50-n4": ArchSpec(depth=3, tokens=16, parallel=True),

@@ -27,31 +27,84 @@ FLUX_TOKENS = [4096, 512, 4096, 512] * 19 + [4608] * 38
 LAYOUTS = {"dit": (DIT_LAYOUT, 28, DIT_TOKENS), "flux": (FLUX_LAYOUT, 57, FLUX_TOKENS)}
 
 
-def official_threshold_full_steps(T, N, *, count_down, weight, sensitive):
-    """Full steps (0-based, counting up) of the official DiT / PixArt rule."""
-    full = []
+def _threshold(T, N, s, *, count_down, sensitive):
+    """The official force_scheduler.py: th = round(N / step factor), 2 in DiT's sensitive window."""
+    if sensitive and int(0.2 * T) <= s < int(0.4 * T):
+        return 2
+    return round(N / ((1.4 - 0.8 * s / T) if count_down else (0.8 + 0.4 * s / T)))
+
+
+def official_full_steps(T, N, *, count_down, sensitive):
+    """Full steps (0-based, counting up) as the official DiT / PixArt code runs them.
+
+    Every block asks ``s % cal_threshold == 0`` (or: first step); only a block that computes
+    fully (block 0 first) recomputes ``cal_threshold`` for the current step (force_init.py). So
+    block 0 tests the threshold of the previous full step, and blocks 1.. the one just set; the
+    step is full when all blocks are, i.e. when both are due."""
+    full, carried = [], None
     for i in range(T):
         s = T - 1 - i if count_down else i
-        denominator = (1.4 - 0.8 * s / T) if count_down else (0.8 + 0.4 * s / T)
-        assert weight in (0.4, 0.2)
-        th = round(N / denominator)
-        if sensitive and int(0.2 * T) <= s < int(0.4 * T):
-            th = 2
-        if i == 0 or s % th == 0:
-            full.append(i)
+        if i == 0 or s % carried == 0:
+            carried = _threshold(T, N, s, count_down=count_down, sensitive=sensitive)
+            if i == 0 or s % carried == 0:
+                full.append(i)
     return full
 
 
+def current_step_threshold_full_steps(T, N, *, count_down, sensitive):
+    """The earlier reading (DESIGN.md): the threshold computed at the step itself."""
+    return [i for i in range(T)
+            if i == 0 or (s := T - 1 - i if count_down else i) % _threshold(T, N, s, count_down=count_down,
+                                                                          sensitive=sensitive) == 0]
+
+
 # -- full steps ----------------------------------------------------------------------
-def test_dit_ddim_50_full_steps_follow_the_official_threshold_rule():
-    expected = official_threshold_full_steps(50, 3, count_down=True, weight=0.4, sensitive=True)
-    assert get_preset("dit-ddim-50").full_steps() == expected
-    assert expected[:5] == [0, 5, 9, 13, 16]
+# The hand-written lists below are the official code's rule applied by hand (see each test);
+# they replaced the lists of the earlier reading (threshold of the current step), which gave
+# one full step more per generation in DiT DDIM-50 (19), two in DDPM-250 (74) and one in
+# PixArt DPM-20 (7). That reading stays reachable as lagged_threshold=False (tested below).
+DIT_DDIM_50_FULL = [0, 5, 9, 13, 19, 22, 25, 28, 31, 33, 35, 37, 39, 41, 43, 45, 47, 49]
+PIXART_DPM_20_FULL = [0, 6, 9, 12, 15, 18]
 
 
-def test_dit_ddpm_250_full_steps_follow_the_official_threshold_rule():
-    expected = official_threshold_full_steps(250, 4, count_down=True, weight=0.4, sensitive=True)
+def test_dit_ddim_50_full_steps_follow_the_official_code():
+    # s = 49 - i. i=0 (s=49): first step, th = round(3/(1.4-0.8*49/50)) = round(4.87) = 5.
+    # s=45 (i=4): 45 % 5 == 0, so block 0 computes and sets th = round(3/0.68) = 4; 45 % 4 != 0:
+    # the other blocks stay partial. s=44 (i=5): 44 % 4 == 0, th(44) = round(4.31) = 4: full.
+    # s=40 (i=9) th=4 full; s=36 (i=13) th=round(3.95)=4 full; s=32 (i=17): th(32) = round(3.47)
+    # = 3, 32 % 3 != 0: block 0 only. s=30 (i=19): full with th(30) = 3. s in [10, 20): th = 2.
+    assert get_preset("dit-ddim-50").full_steps() == DIT_DDIM_50_FULL
+    assert official_full_steps(50, 3, count_down=True, sensitive=True) == DIT_DDIM_50_FULL
+
+
+def test_dit_ddpm_250_full_steps_follow_the_official_code():
+    expected = official_full_steps(250, 4, count_down=True, sensitive=True)
+    assert expected[:12] == [0, 9, 15, 21, 27, 33, 39, 44, 49, 54, 59, 64] and len(expected) == 72
     assert get_preset("dit-ddpm-250").full_steps() == expected
+
+
+def test_pixart_dpm_20_full_steps_follow_the_official_code():
+    # s = i. s=0: first step, th = round(3/0.8) = 4. s=4: 4 % 4 == 0, block 0 sets th(4) =
+    # round(3/0.88) = 3 and 4 % 3 != 0: the other blocks stay partial. s=6: th(6) = round(3.26)
+    # = 3: full; then th stays 3 (3.06, 2.88, 2.73, 2.59 round to 3): full at 9, 12, 15, 18.
+    assert get_preset("pixart-dpm-20").full_steps() == PIXART_DPM_20_FULL
+    assert official_full_steps(20, 3, count_down=False, sensitive=False) == PIXART_DPM_20_FULL
+
+
+def test_the_earlier_current_step_reading_stays_reachable():
+    """lagged_threshold=False: the threshold of the step itself (DESIGN.md's reading)."""
+    ddim = get_preset("dit-ddim-50", lagged_threshold=False).full_steps()
+    assert ddim == current_step_threshold_full_steps(50, 3, count_down=True, sensitive=True)
+    assert ddim[:5] == [0, 5, 9, 13, 16] and len(ddim) == 19
+    ddpm = get_preset("dit-ddpm-250", lagged_threshold=False).full_steps()
+    assert ddpm == current_step_threshold_full_steps(250, 4, count_down=True, sensitive=True) and len(ddpm) == 74
+    pixart = get_preset("pixart-dpm-20", lagged_threshold=False).full_steps()
+    assert pixart == current_step_threshold_full_steps(20, 3, count_down=False, sensitive=False)
+    assert pixart == [0, 3, 6, 9, 12, 15, 18]
+    # every other field is the preset's own
+    for name in ("dit-ddim-50", "dit-ddpm-250", "pixart-dpm-20"):
+        legacy = get_preset(name, lagged_threshold=False)
+        assert legacy.replace(lagged_threshold=True) == get_preset(name)
 
 
 def test_dit_sensitive_steps_refresh_every_second_step():
@@ -60,11 +113,6 @@ def test_dit_sensitive_steps_refresh_every_second_step():
     for i in range(30, 40):
         s = 49 - i
         assert schedule.is_full(i) == (s % 2 == 0), i
-
-
-def test_pixart_dpm_20_full_steps_follow_the_official_threshold_rule():
-    expected = official_threshold_full_steps(20, 3, count_down=False, weight=0.2, sensitive=False)
-    assert get_preset("pixart-dpm-20").full_steps() == expected == [0, 3, 6, 9, 12, 15, 18]
 
 
 def test_lagged_threshold_matches_the_official_per_block_decision():
@@ -85,12 +133,45 @@ def test_lagged_threshold_matches_the_official_per_block_decision():
         if first or s % th == 0:
             blocks_after_first_full.append(i)
     assert get_preset("dit-ddim-50", lagged_threshold=True).full_steps() == blocks_after_first_full
+    assert get_preset("dit-ddim-50").lagged_threshold is True
+
+
+def test_dit_fora_follows_the_official_dit_code_with_ratio_zero():
+    # force_scheduler.py with fresh_ratio 0: no step weight, no sensitive window, th = 3;
+    # cal_type.py: the first step (s = 49) is full, then every s % 3 == 0: s = 48, 45, .., 0
+    expected = [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 34, 37, 40, 43, 46, 49]
+    schedule = get_preset("dit-fora-50")
+    assert schedule.full_steps() == expected
+    assert all(schedule.ratio(i, kind, 3, 28) == 0.0 for i in range(50) for kind in KINDS)
 
 
 @pytest.mark.parametrize("name, interval", [("flux-50-n4", 4), ("flux-50-n5", 5), ("flux-50-n6", 6)])
 def test_flux_first_three_steps_full_then_every_n(name, interval):
     expected = [0, 1, 2] + list(range(2 + interval, 50, interval))
     assert get_preset(name).full_steps() == expected
+
+
+def test_flux_full_steps_follow_the_official_counter():
+    """flux-ToCa cal_type.py: steps 0..2 full; a counter reset on full steps and incremented on
+    partial ones makes the step full when it equals N - 1 (the last step is not forced)."""
+    hand = {
+        "flux-50-n4": [0, 1, 2, 6, 10, 14, 18, 22, 26, 30, 34, 38, 42, 46],
+        "flux-50-n5": [0, 1, 2, 7, 12, 17, 22, 27, 32, 37, 42, 47],
+        "flux-50-n6": [0, 1, 2, 8, 14, 20, 26, 32, 38, 44],
+        # fresh_ratio 0 (FORA): only step 0 is a warm-up step
+        "fora": list(range(0, 50, 3)),
+    }
+    for name, expected in hand.items():
+        warm = 1 if name == "fora" else 3
+        N = get_preset(name).interval
+        full, counter = [], 0
+        for i in range(50):
+            if i < warm or counter == N - 1:
+                full.append(i)
+                counter = 0
+            else:
+                counter += 1
+        assert full == expected == get_preset(name).full_steps(), name
 
 
 def test_fora_and_default_refresh_every_third_step():

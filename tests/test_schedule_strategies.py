@@ -15,6 +15,7 @@ from oracle import ReferenceToCa
 from profiles import examples
 
 from toca_compile import ToCa, ToCaConfig
+from toca_compile.presets import get_preset
 from toca_compile.schedule import (
     FULL_RULES,
     KINDS,
@@ -104,13 +105,21 @@ def test_threshold_rule_is_the_official_dit_pixart_loop(T, N, F, count_down, wei
                                                                       for i in range(T, T + 2 * N + 1)]
 
 
-@pytest.mark.parametrize("T, N, dit", [(50, 3, True), (250, 4, True), (20, 3, False)])
-def test_threshold_rule_reproduces_the_presets_settings(T, N, dit):
+@pytest.mark.parametrize("lagged", [True, False])
+@pytest.mark.parametrize("T, N, dit, preset", [(50, 3, True, "dit-ddim-50"), (250, 4, True, "dit-ddpm-250"),
+                                               (20, 3, False, "pixart-dpm-20")])
+def test_threshold_rule_reproduces_the_presets_settings(T, N, dit, preset, lagged):
+    """Both readings of the presets' settings; the presets themselves take the official code's
+    (lagged: block 0 keeps the threshold of the previous full step)."""
     weight, window = (0.4, (0.2, 0.4)) if dit else (0.2, None)
     schedule = ToCaSchedule(num_steps=T, full_rule="threshold", interval=N, count_down=dit, threshold_weight=weight,
-                            sensitive_window=window)
-    assert schedule.full_steps() == [i for i, f in enumerate(threshold_expected(
-        T, N, 1, count_down=dit, weight=weight, window=window, lagged=False)) if f]
+                            sensitive_window=window, lagged_threshold=lagged)
+    want = [i for i, f in enumerate(threshold_expected(
+        T, N, 1, count_down=dit, weight=weight, window=window, lagged=lagged)) if f]
+    assert schedule.full_steps() == want
+    assert get_preset(preset, lagged_threshold=lagged).full_steps() == want
+    if lagged:
+        assert get_preset(preset).full_steps() == want
 
 
 @examples(60)

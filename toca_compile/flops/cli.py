@@ -145,6 +145,9 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=None, help="fraction of tokens refreshed (instead of a preset)")
     p.add_argument("--mode", choices=["toca", "fora"], default="toca", help="fora: reuse every branch (ratio 0)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
+    p.add_argument("--current-step-threshold", action="store_true",
+                   help="DiT / PixArt presets: the earlier reading, threshold computed at the step itself "
+                        "(lagged_threshold=False) instead of the official code's")
     p.add_argument("--batch", type=int, default=None, help="batch per call (default: 2 = batched CFG; FLUX 1)")
     p.add_argument("--breakdown", action="store_true", help="also print FLOPs per region kind and per block")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -172,6 +175,11 @@ def build_request(args: argparse.Namespace):
                             ratio=args.ratio if args.ratio is not None else defaults.ratio,
                             mode=args.mode, compiler="eager")
     schedule = config.schedule()
+    if getattr(args, "current_step_threshold", False):
+        if preset is None or getattr(schedule, "full_rule", None) != "threshold":
+            raise ValueError("--current-step-threshold applies to the threshold-rule presets "
+                             "(dit-ddim-50, dit-ddpm-250, pixart-dpm-20)")
+        schedule = schedule.replace(lagged_threshold=False)
     if preset is None:
         steps = args.steps or spec.steps
     else:
