@@ -1,7 +1,7 @@
 """Pictures of what the caches did: the refresh heatmap, the schedule strip, the token overlay.
 
-Read from a :class:`~toca_compile.stats.Summary` (``toca.summary()`` or
-``toca_compile.summary(pipe)``), so they show what ran, not what a schedule promised. Needs
+Read from a :class:`~toca_compile.stats.Summary` (``toca.summary()``, or one transformer's
+``toca_compile.summary(pipe)["transformer"]``), so they show what ran, not what a schedule promised. Needs
 matplotlib (``pip install "toca-compile[plots]"``); the data functions (``refresh_matrix``,
 ``refreshed_tokens``) do not.
 """
