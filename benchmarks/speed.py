@@ -12,6 +12,8 @@ warm-up, so machine noise hits all of them alike; the speed-up is the ratio of m
 Each row also gives its FLOPs ratio (uncached FLOPs / the row's FLOPs, counted on the meta device)
 and its efficiency ``η = speed-up / FLOPs ratio`` against the baseline (1: the wall clock follows the
 FLOPs exactly). ``per-round speed-ups`` are the ratios of each interleaved round, a measure of noise.
+``--per-step`` adds rounds that time every model call, and reports toca's full and partial calls
+as fractions of the baseline call beside the partial steps' FLOPs fraction: where η is lost.
 
 The sampler is a fixed-step update ``x += (t_next - t) / 1000 * out`` (its cost is negligible
 next to the model's); each generation starts from the same latents. FLOPs per generation are
@@ -99,16 +101,19 @@ def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Gener
     return tree
 
 
-def generation(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None = None) -> torch.Tensor:
+def generation(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None = None,
+               calls: list[float] | None = None) -> torch.Tensor:
     """One generation: ``steps`` calls with decreasing timesteps; the latent is the first
     positional input, else ``hidden_states``. With ``toca`` the loop announces its steps
     (``toca.generation`` / ``toca.step``), as a pipeline under ``toca_compile.apply`` does, so
-    the timestep is never read back from the device."""
+    the timestep is never read back from the device. With ``calls`` the wall time of each model
+    call is appended to it (the device is synchronised around every call)."""
     with toca.generation(steps) if toca is not None else contextlib.nullcontext():
-        return _denoise(fn, args, kwargs, steps, toca)
+        return _denoise(fn, args, kwargs, steps, toca, calls)
 
 
-def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None) -> torch.Tensor:
+def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
+             calls: list[float] | None = None) -> torch.Tensor:
     positional = bool(args)
     x = (args[0] if positional else kwargs["hidden_states"]).clone()
     ts = torch.linspace(999, 0, steps + 1).round().long()
@@ -118,11 +123,17 @@ def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None) -> to
         kw = dict(kwargs, return_dict=False)
         if "timestep" in kw:
             kw["timestep"] = torch.full_like(kwargs["timestep"], int(ts[i]))
+        if calls is not None:
+            sync(x.device)
+            start = time.perf_counter()
         if positional:
             out = fn(x, *args[1:], **kw)[0]
         else:
             kw["hidden_states"] = x
             out = fn(**kw)[0]
+        if calls is not None:
+            sync(x.device)
+            calls.append(time.perf_counter() - start)
         out = out[:, : x.shape[1]] if out.shape[1] != x.shape[1] else out  # learned-sigma halves
         x = x + (ts[i + 1] - ts[i]).item() / 1000.0 * out.to(x.dtype)
     return x
@@ -149,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toca-compiler", default="inductor", choices=["inductor", "eager"],
                         help="executor of toca's variants (eager: a quick smoke test, not a timing)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--per-step", action="store_true",
+                        help="also time every model call (one more interleaved round per variant) and report "
+                             "toca's full and partial calls against the baseline call")
     args = parser.parse_args(argv)
     if args.layers is not None and args.layers < 1:
         parser.error("--layers must be >= 1")
@@ -216,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1] * 1e3:.1f} ms" for n, t in times.items()),
                   flush=True)
 
+        calls: dict[str, list[float]] = {}
+        if args.per_step:  # separate rounds: timing each call synchronises the device around it
+            for _ in range(args.rounds):
+                for name, fn in fns.items():
+                    generation(fn, call_args, call_kwargs, steps, tocas.get(name), calls.setdefault(name, []))
+
     counter = GenerationCounter(factory, template(batch))
     report = counter.report(config, steps, schedule=schedule)
     median = {n: statistics.median(t) for n, t in times.items()}
@@ -246,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             spread = per_round[name]
             print(f"per-round speed-ups of {name} vs {base}: " + ", ".join(f"{r:.2f}" for r in spread)
                   + f" (min {min(spread):.2f}, max {max(spread):.2f})")
+    per_step = _per_step(calls, base, steps, schedule, report) if args.per_step and "toca" in calls else None
+    if per_step:
+        print(f"per call, against the median {base} call ({per_step['baseline_ms']:.2f} ms): toca full steps "
+              f"{per_step['full_time']:.3f}, partial steps {per_step['partial_time']:.3f} "
+              f"(their FLOPs: {per_step['partial_flops']:.3f} on average)")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
@@ -255,9 +280,24 @@ def main(argv: list[str] | None = None) -> int:
             "times_s": times, "median_s": median, "warmup_s": compile_s,
             "tflops": {"uncached": report.uncached / 1e12, "toca": report.cached / 1e12},
             "speedup": speedup, "flops_ratio": flops_ratio, "eta": eta, "per_round_speedup": per_round,
-            "table": table, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "table": table, "per_step": per_step, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }, indent=1) + "\n", encoding="utf-8")
     return 0
+
+
+def _per_step(calls: dict[str, list[float]], base: str, steps: int, schedule, report) -> dict:
+    """Median toca call time at full and at partial steps as fractions of the median ``base``
+    call, and the average FLOPs fraction of a partial step (from the generation's totals)."""
+    per_call = statistics.median(calls[base])
+    full = [t for i, t in enumerate(calls["toca"]) if i % steps == 0 or schedule.is_full(i % steps)]
+    partial = [t for i, t in enumerate(calls["toca"]) if not (i % steps == 0 or schedule.is_full(i % steps))]
+    n_full = len(full) // max(1, len(calls["toca"]) // steps)
+    n_partial = steps - n_full
+    step_flops = report.uncached / steps
+    partial_flops = (report.cached - n_full * step_flops) / max(1, n_partial) / step_flops
+    return {"baseline_ms": per_call * 1e3, "full_time": statistics.median(full) / per_call if full else float("nan"),
+            "partial_time": statistics.median(partial) / per_call if partial else float("nan"),
+            "partial_flops": partial_flops, "full_steps": n_full, "partial_steps": n_partial}
 
 
 if __name__ == "__main__":
