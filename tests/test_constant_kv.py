@@ -129,3 +129,42 @@ def test_text_swapped_for_another_tensor_mid_generation():
     assert stats.constants_filled == 2 and stats.constants_read == STEPS - 2
     for got, want in zip(outs, off):
         torch.testing.assert_close(got, want, **TOL)
+
+
+def test_tensor_identity_rules():
+    """What proves "the same tensor, unchanged" on the host: the object itself (a new tensor at a
+    freed one's address does not pass), and no in-place write through it or a view of it, no
+    swapped storage. Inference tensors keep no version counter: no identity at all."""
+    from toca_compile.runtime import same_tensor, tensor_identity
+
+    t = torch.randn(4, 4)
+    ident = tensor_identity(t)
+    assert same_tensor(ident, t)
+    assert not same_tensor(ident, t.clone())
+    assert not same_tensor(ident, t.view(4, 4))      # another object, same storage
+    t.view(16).mul_(2)                               # a write through a view
+    assert not same_tensor(ident, t)
+    ident = tensor_identity(t)
+    t.data = torch.randn(4, 4)                       # storage swapped, no version bump
+    assert not same_tensor(ident, t)
+    gone = torch.randn(4, 4)
+    ident = tensor_identity(gone)
+    del gone
+    assert not same_tensor(ident, torch.randn(4, 4))
+    with torch.inference_mode():
+        frozen = torch.randn(4, 4)
+    assert tensor_identity(frozen) is None
+    assert tensor_identity(3.0) is None
+
+
+def test_inference_mode_text_is_recomputed_every_step():
+    """Text made under ``torch.inference_mode()`` cannot be proven unchanged: the keys/values are
+    computed every step (no cache read, no fill), outputs as without the cache."""
+    model = TinyDiT(SPEC).eval()
+    x, text = make_inputs(SPEC)
+    with torch.inference_mode():
+        frozen = text.clone()
+    outs, stats = run(model, CONFIG.replace(interval=1), x, lambda i: frozen)
+    assert stats.constants_read == stats.constants_filled == 0
+    for got, want in zip(outs, plain(model, x, lambda i: text)):
+        torch.testing.assert_close(got, want, **TOL)

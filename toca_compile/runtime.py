@@ -99,24 +99,25 @@ def tensor_identity(value: Any) -> tuple | None:
     storage address, offset, shape, strides, dtype, device and version counter (in-place writes
     bump it). Host attributes only: no device sync. ``None``: no identity can be proven (not a
     tensor, or an inference-mode tensor, which keeps no version counter)."""
+    state = _tensor_state(value)
+    return None if state is None else (weakref.ref(value), *state)
+
+
+def _tensor_state(value: Any) -> tuple | None:
     if not isinstance(value, torch.Tensor):
         return None
     try:
-        version = value._version
-        ref = weakref.ref(value)
-        pointer = value.untyped_storage().data_ptr()
+        return (value.untyped_storage().data_ptr(), value.storage_offset(), value.shape, value.stride(),
+                value.dtype, value.device, value._version)
     except (RuntimeError, TypeError, NotImplementedError):
         return None
-    return (ref, pointer, value.storage_offset(), tuple(value.shape), tuple(value.stride()), value.dtype,
-            value.device, version)
 
 
 def same_tensor(identity: tuple, value: Any) -> bool:
     """``value`` is the tensor ``identity`` (from :func:`tensor_identity`) was taken of, unchanged."""
     if identity[0]() is not value:
         return False
-    current = tensor_identity(value)
-    return current is not None and current[1:] == identity[1:]
+    return _tensor_state(value) == identity[1:]
 
 
 def read_timestep(value: Any) -> float | None:
