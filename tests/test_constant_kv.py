@@ -20,20 +20,28 @@ STEPS = 6
 def run(model, config, x, texts, steps=STEPS, generations=1, between=None, reads=None):
     """Outputs of ``generations`` generations of ``steps`` steps; the text of step i is
     ``texts(i)``; ``between(i)`` runs before step i (in-place changes). Returns (outs, stats).
-    ``reads``: a list that gets the host reads of tensor data of the last generation."""
+    ``reads``: a list that gets the host reads of tensor data of the last generation, which
+    must run without a Dynamo recompile."""
     toca = ToCa(config)
     fast = torch.compile(model, backend=toca.backend)
     ts = timesteps(SPEC, steps)
     outs = []
     with torch.no_grad():
         for g in range(generations):
-            with host_reads() as seen, toca.generation(steps=steps):
-                for i, t in enumerate(ts):
-                    if between is not None:
-                        between(i)
-                    toca.step(i)
-                    outs.append(fast(x, t, texts(i)).clone())
-            if reads is not None and g == generations - 1:
+            strict = reads is not None and g == generations - 1
+            if strict:
+                torch.compiler.set_stance("fail_on_recompile")
+            try:
+                with host_reads() as seen, toca.generation(steps=steps):
+                    for i, t in enumerate(ts):
+                        if between is not None:
+                            between(i)
+                        toca.step(i)
+                        outs.append(fast(x, t, texts(i)).clone())
+            finally:
+                if strict:
+                    torch.compiler.set_stance("default")
+            if strict:
                 reads.extend(seen)
     return outs, toca.stats()
 
