@@ -61,11 +61,19 @@ def analyse(captured: Captured, config: ToCaConfig, through: str = "state"):
     raise ValueError(f"no analysis pass named {through!r}")
 
 
-def variant(ctx, decisions: dict[int, Decision | int]) -> fx.GraphModule:
+def variant(ctx, decisions: dict[int, Decision | int], constants: str = "compute") -> fx.GraphModule:
     """The rewrite + dead-code + validate passes for one decision per region (an int k > 0:
-    recompute k rows)."""
+    recompute k rows); ``constants``: the values constant within a generation (text K/V) are
+    computed as in the model (``"compute"``), also stored (``"fill"``) or read from their
+    caches (``"read"``)."""
     return _pipeline.build_variant(ctx, {i: d if isinstance(d, Decision) else Decision.refresh(d)
-                                         for i, d in decisions.items()})
+                                         for i, d in decisions.items()}, constants=constants)
+
+
+def constant_values(ctx) -> list[tuple[fx.Node, tuple[int, ...], tuple[int, ...]]]:
+    """The values the analysis found constant within a generation: (node, graph input
+    positions it is computed from, regions that read it)."""
+    return [(c.node, c.inputs, c.regions) for c in ctx.constants]
 
 
 def state_specs(ctx) -> dict[tuple[int, str], tuple[int, ...]]:
@@ -645,13 +653,17 @@ def test_state_toca():
 
 def test_state_cross_attention_block():
     """With cross-attention, the cross_attn and mlp regions are token-wise (staleness and score);
-    the attn region only has its cache."""
+    the attn region only has its cache; the text keys/values (the kv linear's output, [B, M, 2C])
+    have a cache of their own, global to the graph. With ``constant_kv=False`` they have none."""
     ctx = analyse(dit(depth=1, cross=True), EAGER)
     assert state_specs(ctx) == {
         (0, "slot0"): (B, N, C),
         (1, "slot0"): (B, N, C), (1, "stale"): (B, N), (1, "base"): (B, N),
         (2, "slot0"): (B, N, C), (2, "stale"): (B, N), (2, "base"): (B, N),
+        (GLOBAL, "const0"): (B, M, 2 * C),
     }
+    off = analyse(dit(depth=1, cross=True), EAGER.replace(constant_kv=False))
+    assert (GLOBAL, "const0") not in state_specs(off)
 
 
 def test_state_taylorseer_order_two():
@@ -973,3 +985,96 @@ def test_validate_rejects_more_rows_than_tokens():
     ctx = analyse(dit(), EAGER)
     with pytest.raises(RewriteError):
         variant(ctx, {1: N + 1})
+
+
+# == constants (text keys/values constant within a generation) ================================
+
+def _position(captured: Captured, value: torch.Tensor) -> int:
+    placeholders = [n for n in captured.gm.graph.nodes if n.op == "placeholder"]
+    return placeholders.index(captured.placeholder_of(value))
+
+
+def test_constants_are_the_text_kv_linears():
+    """In the cross-attention DiT the only values computed from the text alone (no path from
+    the latent or the timestep) that a region reads are each block's ``kv(context)`` linear —
+    its views (view, permute, the k/v unpacking) are walked back to it, so the cache holds the
+    computed tensor [B, M, 2C]. Each is computed from the context and that linear's weight and
+    bias, and read by its block's cross_attn region. Without cross-attention, nothing."""
+    captured = dit(depth=2, cross=True)
+    ctx = analyse(captured, EAGER, through="constants")
+    context = captured.args[2]
+    expected = []
+    for b, block in enumerate(captured.model.blocks):
+        (kv,) = linear_of(captured.gm, captured, block.cross_attn.kv)
+        inputs = tuple(sorted(_position(captured, t) for t in (context, block.cross_attn.kv.weight,
+                                                                 block.cross_attn.kv.bias)))
+        cross = next(p.region.index for p in ctx.plans if p.region.kind == "cross_attn" and p.region.block == b)
+        expected.append((kv, inputs, (cross,)))
+    assert constant_values(ctx) == expected
+    assert [tuple(c.shape) for c in ctx.constants] == [(B, M, 2 * C)] * 2
+    assert constant_values(analyse(dit(depth=2), EAGER, through="constants")) == []
+    assert constant_values(analyse(mlp_only(), EAGER, through="constants")) == []
+
+
+def test_variant_constants_read_drops_the_text_kv():
+    """``"read"``: the kv linears are gone (every use reads the const caches, which the SDPAs now
+    depend on); ``"fill"``: they stay and are copied into the caches (one fill_cache more each);
+    ``"compute"``: the graph as without constants. On a partial step (rows of the cross-attention
+    and MLP regions) the same holds: the selected query rows attend to the cached keys/values."""
+    captured = dit(depth=2, cross=True)
+    ctx = analyse(captured, EAGER)
+    kv_weights = [captured.placeholder_of(b.cross_attn.kv.weight).name for b in captured.model.blocks]
+    partial = {p.region.index: (3 if p.partial else REUSE) for p in ctx.plans}
+    for decisions in ({p.region.index: FULL for p in ctx.plans}, partial):
+        compute, fill, read = (variant(ctx, decisions, use) for use in ("compute", "fill", "read"))
+        for weight in kv_weights:
+            assert [op_kind(n) for n in calls_with(compute, weight)] == ["linear"]
+            assert [op_kind(n) for n in calls_with(fill, weight)] == ["linear"]
+            assert calls_with(read, weight) == []
+        assert count_ops(read)["linear"] == count_ops(compute)["linear"] - 2
+        assert count_ops(fill)["fill_cache"] == count_ops(compute)["fill_cache"] + 2
+        assert count_ops(read)["fill_cache"] == count_ops(compute)["fill_cache"]
+        caches = state_placeholders(ctx, read)
+        sdpas = [n for n in read.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
+        for i in range(2):
+            assert any(depends_on(s, caches[(GLOBAL, f"const{i}")]) for s in sdpas)
+
+
+def test_variant_constants_read_equals_compute():
+    """Run on real tensors: a full step that fills the caches, then a full step that reads them,
+    gives exactly the output of the full step that computes everything."""
+    captured = dit(depth=2, cross=True)
+    ctx = analyse(captured, EAGER)
+    full = {p.region.index: FULL for p in ctx.plans}
+    state = state_tensors(ctx)
+    with torch.no_grad():
+        expected = variant(ctx, full, "compute")(*captured.inputs, *state_tensors(ctx))
+        filled = variant(ctx, full, "fill")(*captured.inputs, *state)
+        read = variant(ctx, full, "read")(*captured.inputs, *state)
+    first = lambda out: out[0] if isinstance(out, (tuple, list)) else out  # noqa: E731
+    assert torch.equal(first(filled), first(expected))
+    assert torch.equal(first(read), first(expected))
+
+
+class MutatedContext(nn.Module):
+    """One cross-attention block whose forward scales the context in place first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = DiTBlock(cross=True)
+        self.t = nn.Linear(C, C)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        context.mul_(1.0)
+        c = self.t(t[:, None].expand(-1, C))
+        return self.block(x, c, context)
+
+
+def test_constants_none_when_the_context_is_written_in_place():
+    """A value something writes in place (here the context itself) is not constant, nor what is
+    computed from it: no constants, so no cache can go stale under the write."""
+    torch.manual_seed(0)
+    captured = capture(MutatedContext(), torch.randn(B, N, C), torch.tensor([500.0, 20.0]), torch.randn(B, M, TEXT))
+    ctx = analyse(captured, EAGER, through="constants")
+    assert [p.region.kind for p in ctx.plans].count("cross_attn") == 1
+    assert constant_values(ctx) == []

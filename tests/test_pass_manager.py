@@ -85,7 +85,7 @@ def test_a_decision_with_inconsistent_rows_is_refused(bad):
 
 # -- the pass manager --------------------------------------------------------------------
 def test_the_pipeline_order_is_one_printed_list_per_phase():
-    assert [p.name for p in pipeline.ANALYSIS] == ["detect", "plan", "scores", "state"]
+    assert [p.name for p in pipeline.ANALYSIS] == ["detect", "plan", "scores", "constants", "state"]
     assert [p.name for p in pipeline.VARIANT] == ["rewrite", "dead_code", "validate"]
     assert repr(pipeline.VARIANT) == "PassManager('variant': rewrite -> dead_code -> validate)"
 
@@ -122,7 +122,7 @@ def test_a_compiled_model_dumps_its_analysis_and_every_variant(tmp_path, monkeyp
     names = sorted(p.name for p in tmp_path.iterdir())
     assert [n for n in names if ".analysis." in n] == [
         "graph0.analysis.0.detect.txt", "graph0.analysis.1.plan.txt", "graph0.analysis.2.scores.txt",
-        "graph0.analysis.3.state.txt"]
+        "graph0.analysis.3.constants.txt", "graph0.analysis.4.state.txt"]
     variants = [n for n in names if ".variant." in n]
     assert len(variants) == 2 * 3  # a full and a partial variant, three passes each
     partial = (tmp_path / "graph0.variant1.variant.2.validate.txt").read_text()

@@ -375,6 +375,14 @@ class ToCa:
     def count_variant(self) -> None:
         self._stats.variants_compiled += 1
 
+    def count_constants(self, use: str) -> None:
+        """A call that read (``"read"``) or refilled (``"fill"``) its constant caches (text K/V)."""
+        with self.lock:
+            if use == "read":
+                self._stats.constants_read += 1
+            else:
+                self._stats.constants_filled += 1
+
     def warn(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)

@@ -62,6 +62,10 @@ class ToCaConfig:
         recently used shape beyond it is freed (and re-specialised if it comes back).
     max_branches: calls per step that get caches of their own (CFG branches; a graph reused
         with the same weights). Calls beyond it compute everything, with a warning.
+    constant_kv: cache, per generation, the keys/values cross-attention computes from the text
+        (values that depend only on conditioning inputs and weights), and reuse them while the
+        conditioning input is provably the same tensor, unchanged (same object, storage and
+        version counter); exact, it changes no output. False: recompute them every step.
     """
 
     interval: int = 3
@@ -82,6 +86,7 @@ class ToCaConfig:
     schedule_file: str | None = None
     max_shapes: int = 8
     max_branches: int = 4
+    constant_kv: bool = True
 
     def __post_init__(self) -> None:
         check_int(_OWNER, "interval", self.interval, low=1)
@@ -112,6 +117,7 @@ class ToCaConfig:
             self._check_schedule_file()
         check_int(_OWNER, "max_shapes", self.max_shapes, low=1)
         check_int(_OWNER, "max_branches", self.max_branches, low=1)
+        check_bool(_OWNER, "constant_kv", self.constant_kv)
 
     @classmethod
     def from_schedule_file(cls, path: str, **changes: object) -> "ToCaConfig":

@@ -30,6 +30,7 @@ from .compilers import compile_graph
 from .graph_inputs import InputMeta, describe_all
 from .decisions import FORECAST, FULL, REUSE, SKIP, Action, Decision
 from .observers import call_observed
+from .passes.constant_inputs import COMPUTE, FILL, READ
 from .passes.specialize_shapes import data_dependent_node, is_symbolic, specialize_shapes
 from .passes.state_inputs import GLOBAL
 from .schedule import tokens_for
@@ -62,12 +63,14 @@ class BranchState:
     generation: int = -1      # generation whose full step last filled the caches
     last_full: int = -1       # step of the latest full step in this generation (TaylorSeer)
     full_count: int = 0       # full steps so far in this generation
+    constants: tuple | None = None  # identity of the inputs the constant caches were filled from
 
     def renew(self, generation: int) -> None:
         """Start ``generation`` from zeroed tensors (no NaN or Inf of an earlier one survives)."""
         for tensor in self.tensors:
             tensor.zero_()
         self.generation, self.last_full, self.full_count = generation, -1, 0
+        self.constants = None
 
     @property
     def nbytes(self) -> int:
@@ -88,6 +91,33 @@ class Lane:
 
 
 _SCRATCH = ("scratch",)
+
+
+def tensor_identity(value: Any) -> tuple | None:
+    """What makes ``value`` provably the same tensor, unchanged, as at an earlier call: a weak
+    reference to the object (a freed tensor whose address is reused does not match) and its
+    storage address, offset, shape, strides, dtype, device and version counter (in-place writes
+    bump it). Host attributes only: no device sync. ``None``: no identity can be proven (not a
+    tensor, or an inference-mode tensor, which keeps no version counter)."""
+    state = _tensor_state(value)
+    return None if state is None else (weakref.ref(value), *state)
+
+
+def _tensor_state(value: Any) -> tuple | None:
+    if not isinstance(value, torch.Tensor):
+        return None
+    try:
+        return (value.untyped_storage().data_ptr(), value.storage_offset(), value.shape, value.stride(),
+                value.dtype, value.device, value._version)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
+
+
+def same_tensor(identity: tuple, value: Any) -> bool:
+    """``value`` is the tensor ``identity`` (from :func:`tensor_identity`) was taken of, unchanged."""
+    if identity[0]() is not value:
+        return False
+    return _tensor_state(value) == identity[1:]
 
 
 def read_timestep(value: Any) -> float | None:
@@ -142,7 +172,7 @@ class Specialization:
             toca.count_uncached(lane, self.reason or "caching disabled after an internal error", in_log=not nothing)
             return self._run_plain(args)
         try:
-            fn, tensors = self._prepare(lane, owner, args)
+            fn, tensors, filled = self._prepare(lane, owner, args)
         except Exception as error:  # noqa: BLE001  never crash the user's model because of us
             self.broken = f"{type(error).__name__}: {error}"
             toca.warn(f"graph {self.entry.index}: caching disabled after an internal error ({self.broken}); "
@@ -150,8 +180,12 @@ class Specialization:
             return self._run_plain(args)
         observers = toca.observers
         if observers:
-            return call_observed(observers, fn, (*args, *tensors))
-        return fn(*args, *tensors)
+            out = call_observed(observers, fn, (*args, *tensors))
+        else:
+            out = fn(*args, *tensors)
+        if filled is not None:  # the constant caches hold what these inputs give
+            filled[0].constants = filled[1]
+        return out
 
     # -- placing and deciding ------------------------------------------------------------
     def _place(self, lane: Lane, owner: Hashable) -> tuple[Placement | None, str, Any, GenerationLog | None, int]:
@@ -179,7 +213,7 @@ class Specialization:
                           "(raise ToCaConfig.max_branches)"), None, call.log, call.step
         return placement, "", call, call.log, call.step
 
-    def _prepare(self, lane: Lane, owner: Hashable, args: tuple) -> tuple[Callable, list[torch.Tensor]]:
+    def _prepare(self, lane: Lane, owner: Hashable, args: tuple) -> tuple[Callable, list[torch.Tensor], tuple | None]:
         toca = self.toca
         placement, reason, scope, log, step = self._place(lane, owner)
         states = lane.states.get(self)
@@ -206,16 +240,45 @@ class Specialization:
             offset = scope.take_regions(len(self.analysis.plans))  # type: ignore[union-attr]
         decisions = self._decisions_at(step, full)
         self._set_taylor_scalars(state, step, full)
+        use, identity = self._constant_use(state, args, decisions, placement is not None)
         key = tuple(decisions[p.region.index] for p in self.analysis.plans)  # type: ignore[union-attr]
+        if self.analysis.constants:  # type: ignore[union-attr]
+            key += (use,)
         fn = self.variants.get(key)
         if fn is None:
-            fn = self._compile(key, decisions, args, state)
+            fn = self._compile(key, decisions, args, state, use)
         if not full:
             self._draw_noise(state, step, decisions, offset)
             self._count(decisions)
         if placement is not None and log is not None:
             self._log_refreshed(log, step, decisions)
-        return fn, state.tensors
+        if use != COMPUTE:
+            toca.count_constants(use)
+        return fn, state.tensors, (state, identity) if use == FILL else None
+
+    def _constant_use(self, state: BranchState, args: tuple, decisions: dict[int, Decision],
+                      placed: bool) -> tuple[str, tuple | None]:
+        """What this call does with the constant values (text K/V): ``READ`` the caches when
+        every input they are computed from is the very tensor, unchanged, that filled them in
+        this generation and branch; else ``FILL`` them (with the identity to record once the
+        call returns); ``COMPUTE`` when no region reads them in this call, when the call is not
+        placed, or when an input's identity cannot be proven."""
+        analysis = self.analysis
+        assert analysis is not None
+        if not analysis.constants or not placed:
+            return COMPUTE, None
+        readers = analysis.constant_readers
+        if not any(decisions[i].action in (Action.FULL, Action.ROWS) for i in readers):
+            return COMPUTE, None  # nothing reads them: the caches stay as they are
+        stored = state.constants
+        positions = analysis.constant_inputs
+        if stored is not None and all(same_tensor(ident, args[i]) for ident, i in zip(stored, positions)):
+            return READ, None
+        state.constants = None  # refilled by this call
+        identity = tuple(tensor_identity(args[i]) for i in positions)
+        if any(ident is None for ident in identity):
+            return COMPUTE, None
+        return FILL, identity
 
     def forget_decisions(self) -> None:
         """The schedule changed: decide every step again."""
@@ -296,7 +359,8 @@ class Specialization:
         by_key = {spec.key: spec.allocate() for spec in self.analysis.specs}  # type: ignore[union-attr]
         return BranchState([by_key[spec.key] for spec in self.analysis.specs], by_key)  # type: ignore[union-attr]
 
-    def _compile(self, key: tuple, decisions: dict[int, Decision], args: tuple, state: BranchState) -> Callable:
+    def _compile(self, key: tuple, decisions: dict[int, Decision], args: tuple, state: BranchState,
+                 constants: str = COMPUTE) -> Callable:
         from .passes.pipeline import build_variant
 
         toca = self.toca
@@ -304,7 +368,7 @@ class Specialization:
             fn = self.variants.get(key)
             if fn is None:
                 gm = build_variant(self.analysis, decisions,  # type: ignore[arg-type]
-                                   f"graph{self.entry.index}.variant{len(self.variants)}")
+                                   f"graph{self.entry.index}.variant{len(self.variants)}", constants)
                 fn = self.variants[key] = compile_graph(gm, list(args) + state.tensors, toca.config.compiler)
                 toca.count_variant()
                 log.info("graph %d: compiled variant %d (%s)", self.entry.index, len(self.variants),

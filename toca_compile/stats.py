@@ -40,6 +40,8 @@ class Stats:
     shapes: int = 0            # live static specialisations (shapes) of all graphs
     shapes_evicted: int = 0    # freed beyond ToCaConfig.max_shapes
     cache_bytes: int = 0       # all state tensors of all graphs, branches and threads
+    constants_read: int = 0    # calls that read the text K/V (constant values) from their caches
+    constants_filled: int = 0  # calls that computed them and refilled the caches
     regions: list[RegionStats] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -47,6 +49,8 @@ class Stats:
                 f"cached calls {self.calls}, uncached calls {self.uncached_calls}, generations "
                 f"{self.generations}, variants {self.variants_compiled}, shapes {self.shapes} "
                 f"({self.shapes_evicted} freed), cache memory {self.cache_bytes / 2**20:.2f} MiB")
+        if self.constants_read or self.constants_filled:
+            head += f", constant text K/V read {self.constants_read} / filled {self.constants_filled} calls"
         lines = [head]
         for reason, count in sorted(self.uncached.items(), key=lambda item: -item[1]):
             lines.append(f"  uncached x{count}: {reason}")

@@ -149,6 +149,8 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
                    help="DiT / PixArt presets: the earlier reading, threshold computed at the step itself "
                         "(lagged_threshold=False) instead of the official code's")
     p.add_argument("--batch", type=int, default=None, help="batch per call (default: 2 = batched CFG; FLUX 1)")
+    p.add_argument("--no-constant-kv", action="store_true",
+                   help="recompute cross-attention's text keys/values every step (ToCaConfig.constant_kv=False)")
     p.add_argument("--breakdown", action="store_true", help="also print FLOPs per region kind and per block")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -167,13 +169,14 @@ def build_request(args: argparse.Namespace):
     if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     preset = None if manual else (args.preset or spec.preset)
+    constant_kv = not getattr(args, "no_constant_kv", False)
     if preset is not None:
-        config = ToCaConfig(preset=preset, mode=args.mode, compiler="eager")
+        config = ToCaConfig(preset=preset, mode=args.mode, compiler="eager", constant_kv=constant_kv)
     else:
         defaults = ToCaConfig()
         config = ToCaConfig(interval=args.interval if args.interval is not None else defaults.interval,
                             ratio=args.ratio if args.ratio is not None else defaults.ratio,
-                            mode=args.mode, compiler="eager")
+                            mode=args.mode, compiler="eager", constant_kv=constant_kv)
     schedule = config.schedule()
     if getattr(args, "current_step_threshold", False):
         if preset is None or getattr(schedule, "full_rule", None) != "threshold":
@@ -187,6 +190,19 @@ def build_request(args: argparse.Namespace):
         if steps != schedule.num_steps:
             schedule = schedule.replace(num_steps=steps)  # re-time the preset's step-dependent rules
     return spec, config, schedule, steps, args.batch or spec.batch
+
+
+def _same_inputs(spec: ModelSpec, batch: int) -> Callable[[int], tuple[tuple, dict]]:
+    """The inputs of every step: built once (on the counter's device), then the same tensors at
+    every step, as a pipeline passes its prompt embeddings, so the text keys/values cached per
+    generation (``ToCaConfig.constant_kv``) are read as they would be in a real generation."""
+    built: list = []
+
+    def inputs(step: int) -> tuple[tuple, dict]:
+        if not built:
+            built.append(spec.inputs(batch))
+        return built[0]
+    return inputs
 
 
 def run_flops(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> None:
@@ -205,7 +221,7 @@ def run_flops(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"model: {spec.name}: {spec.description}; batch {batch}, {steps} steps, meta device")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ToCaWarning)  # fallbacks are listed in the report
-        report = generation_flops(spec.build, lambda step: spec.inputs(batch), steps, config, schedule=schedule,
+        report = generation_flops(spec.build, _same_inputs(spec, batch), steps, config, schedule=schedule,
                                   breakdown=args.breakdown, progress=not args.no_progress)
     if config.preset is not None:
         from ..presets import PRESETS

@@ -246,7 +246,11 @@ def generation_flops(model_factory: Callable[[], torch.nn.Module] | torch.nn.Mod
         mapping or an args tuple, or a callable ``step -> inputs``, called under
         ``torch.device(device)``; tensors on another device are moved to ``device``. Each call
         is one step: the counter announces the steps (``ToCa.generation`` / ``ToCa.step``), so
-        the timestep is never read.
+        the timestep is never read. Cross-attention's text keys/values are read from their cache
+        (``ToCaConfig.constant_kv``) only while the text is the very same tensor object (on
+        the meta device its identity is the object and its version counter): return the same
+        tensors every step to count a pipeline that passes its prompt embeddings unchanged, new
+        ones to count a text that changes.
     steps: calls in the generation (default: the schedule's ``num_steps``).
     config_or_schedule: a :class:`~toca_compile.config.ToCaConfig`, a preset name from
         :data:`toca_compile.presets.PRESETS`, a schedule object, or None (defaults). Graphs always

@@ -5,14 +5,17 @@ Analysis (once per graph and input shape), ``Analysis -> Analysis``:
 1. ``detect``  — the residual regions of every block (detect_regions.py)
 2. ``plan``    — per region: cached values, rows a partial step recomputes (plan_caches.py, token_axes.py)
 3. ``scores``  — per token-wise region, the attention its token score comes from (score_sources.py)
-4. ``state``   — the cache/counter tensors the variants take as inputs (state_inputs.py)
+4. ``constants`` — per cross-attention region, the text keys/values computed only from
+   conditioning inputs and parameters: constant within a generation (constant_inputs.py)
+5. ``state``   — the cache/counter tensors the variants take as inputs (state_inputs.py)
 
 Variant (once per distinct tuple of region decisions), ``Variant -> Variant``:
 
-5. ``rewrite``   — per region: compute and refill (rewrite_full.py), reuse the cache, forecast,
-   or recompute selected rows (rewrite_partial.py)
-6. ``dead_code`` — FX dead-code elimination that keeps every cache write (dead_code.py)
-7. ``validate``  — a fake-tensor run that checks every recomputed shape (validate.py)
+6. ``rewrite``   — per region: compute and refill (rewrite_full.py), reuse the cache, forecast,
+   or recompute selected rows (rewrite_partial.py); the constant values computed, computed and
+   stored, or read from their caches (``Variant.constants``)
+7. ``dead_code`` — FX dead-code elimination that keeps every cache write (dead_code.py)
+8. ``validate``  — a fake-tensor run that checks every recomputed shape (validate.py)
 
 Each list can be printed and extended (``ANALYSIS.passes.insert(...)``); the managers time,
 log and (with ``TOCA_COMPILE_DUMP=dir``) dump every pass by name.
@@ -28,6 +31,7 @@ from ..config import ToCaConfig
 from ..decisions import Decision
 from ..graph_inputs import InputMeta
 from ..regions import DetectionResult, RegionPlan
+from .constant_inputs import COMPUTE, ConstantValue, describe_constants, find_constants
 from .dead_code import remove_dead_code
 from .detect_regions import detect_regions
 from .manager import Pass, PassManager
@@ -49,6 +53,18 @@ class Analysis:
     plans: tuple[RegionPlan, ...] = ()
     specs: tuple[StateSpec, ...] = ()
     stream: fx.Node | None = None        # residual stream after the last region (DuCa reuses it)
+    constants: tuple[ConstantValue, ...] = ()  # values constant within a generation (text K/V)
+
+    @property
+    def constant_inputs(self) -> tuple[int, ...]:
+        """Positions of the graph inputs the constant values are computed from (the runtime
+        checks that they are the same tensors, unchanged, before it reads the caches)."""
+        return tuple(sorted({i for value in self.constants for i in value.inputs}))
+
+    @property
+    def constant_readers(self) -> frozenset[int]:
+        """Regions whose branch reads a constant value."""
+        return frozenset(r for value in self.constants for r in value.regions)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class Variant:
     analysis: Analysis
     decisions: Mapping[int, Decision]
     gm: fx.GraphModule | None = None
+    constants: str = COMPUTE             # the constant values: "compute", "fill" or "read"
 
 
 # -- analysis passes ---------------------------------------------------------------------
@@ -73,11 +90,17 @@ def scores(a: Analysis) -> Analysis:
     return replace(a, plans=find_score_sources(a.gm, a.detection, a.plans, a.config))
 
 
+def constants(a: Analysis) -> Analysis:
+    if not a.config.constant_kv or not a.plans:
+        return replace(a, constants=())
+    return replace(a, constants=find_constants(a.gm, a.inputs, a.detection))
+
+
 def state(a: Analysis) -> Analysis:
     order = {node: i for i, node in enumerate(a.gm.graph.nodes)}
     joins = [r.join for r in a.detection.regions]
     stream = max(joins, key=order.__getitem__) if joins else None
-    return replace(a, stream=stream, specs=tuple(state_specs(a.plans, a.config, stream)))
+    return replace(a, stream=stream, specs=tuple(state_specs(a.plans, a.config, stream, a.constants)))
 
 
 def _describe_detection(a: Analysis) -> str:
@@ -98,6 +121,10 @@ def _describe_plans(a: Analysis) -> str:
         for p in a.plans)
 
 
+def _describe_constants(a: Analysis) -> str:
+    return describe_constants(a.constants)
+
+
 def _describe_state(a: Analysis) -> str:
     return "\n".join(f"{spec.key}: {tuple(spec.shape)} {spec.dtype}" for spec in a.specs)
 
@@ -106,6 +133,7 @@ ANALYSIS: PassManager[Analysis] = PassManager("analysis", [
     Pass("detect", detect, _describe_detection),
     Pass("plan", plan, _describe_plans),
     Pass("scores", scores, _describe_plans),
+    Pass("constants", constants, _describe_constants),
     Pass("state", state, _describe_state),
 ])
 
@@ -113,7 +141,8 @@ ANALYSIS: PassManager[Analysis] = PassManager("analysis", [
 # -- variant passes ----------------------------------------------------------------------
 def rewrite(v: Variant) -> Variant:
     a = v.analysis
-    return replace(v, gm=rewrite_variant(a.gm, a.plans, a.specs, v.decisions, a.config, a.stream))
+    return replace(v, gm=rewrite_variant(a.gm, a.plans, a.specs, v.decisions, a.config, a.stream,
+                                         a.constants, v.constants))
 
 
 def dead_code(v: Variant) -> Variant:
@@ -130,7 +159,8 @@ def validate(v: Variant) -> Variant:
 
 def _describe_variant(v: Variant) -> str:
     decisions = " ".join(f"{i}:{d}" for i, d in sorted(v.decisions.items()))
-    return f"decisions: {decisions}\n\n" + (v.gm.print_readable(print_output=False) if v.gm is not None else "")
+    constants = f"\nconstants: {v.constants} ({len(v.analysis.constants)} values)" if v.analysis.constants else ""
+    return f"decisions: {decisions}{constants}\n\n" + (v.gm.print_readable(print_output=False) if v.gm is not None else "")
 
 
 VARIANT: PassManager[Variant] = PassManager("variant", [
@@ -146,9 +176,11 @@ def analyze(gm: fx.GraphModule, inputs: list[InputMeta], config: ToCaConfig, lab
     return ANALYSIS.run(Analysis(gm, tuple(inputs), config), label)
 
 
-def build_variant(analysis: Analysis, decisions: Mapping[int, Decision], label: str = "graph") -> fx.GraphModule:
-    """The validated graph for one decision per region (missing regions compute fully)."""
-    variant = VARIANT.run(Variant(analysis, dict(decisions)), label)
+def build_variant(analysis: Analysis, decisions: Mapping[int, Decision], label: str = "graph",
+                  constants: str = COMPUTE) -> fx.GraphModule:
+    """The validated graph for one decision per region (missing regions compute fully);
+    ``constants``: what it does with the constant values (``"compute"``, ``"fill"``, ``"read"``)."""
+    variant = VARIANT.run(Variant(analysis, dict(decisions), constants=constants), label)
     assert variant.gm is not None
     return variant.gm
 

@@ -21,6 +21,7 @@ from ..ops import ELEMENTWISE, arg, op_name, shape_of
 from ..regions import RegionPlan
 from ..kernels.rows import fill_cache, put_rows, refresh_staleness, take_rows, taylor_forecast
 from ..kernels.scores import select_tokens
+from .constant_inputs import COMPUTE, FILL, READ, ConstantValue
 from .dead_code import EFFECT
 from .rewrite_full import fill_region
 from .state_inputs import GLOBAL, StateSpec, add_state_placeholders, copy_graph_module
@@ -35,12 +36,15 @@ class RewriteError(RuntimeError):
 
 
 def rewrite_variant(gm: fx.GraphModule, plans: tuple[RegionPlan, ...], specs: tuple[StateSpec, ...],
-                    decisions: dict[int, Decision], config: ToCaConfig, stream: fx.Node | None = None) -> fx.GraphModule:
+                    decisions: dict[int, Decision], config: ToCaConfig, stream: fx.Node | None = None,
+                    constants: tuple[ConstantValue, ...] = (), use: str = COMPUTE) -> fx.GraphModule:
     """One executable graph (a copy; ``gm`` is left alone): per region its :class:`Decision`;
-    when every decision is ``SKIP``, only what follows the last block. Dead code is left for
-    the dead-code pass."""
+    when every decision is ``SKIP``, only what follows the last block. The constant values
+    (constant_inputs.py) are computed (``use="compute"``), computed and stored (``"fill"``)
+    or read from their caches (``"read"``). Dead code is left for the dead-code pass."""
     new, mapping = copy_graph_module(gm)
     state = add_state_placeholders(new, specs)
+    _constants(new.graph, constants, use, mapping, state)
     actions = {decisions.get(p.region.index, FULL).action for p in plans}
     if Action.SKIP in actions:
         if actions != {Action.SKIP}:
@@ -72,6 +76,24 @@ def rewrite_variant(gm: fx.GraphModule, plans: tuple[RegionPlan, ...], specs: tu
         else:
             _recompute_rows(new.graph, plan, mapping, state, decision.rows, config)
     return new
+
+
+def _constants(graph: fx.Graph, constants: tuple[ConstantValue, ...], use: str, mapping: dict, state: dict) -> None:
+    if use not in (COMPUTE, FILL, READ):
+        raise RewriteError(f"constants: expected one of {COMPUTE!r}, {FILL!r}, {READ!r}, got {use!r}")
+    if use == COMPUTE:
+        return
+    for i, value in enumerate(constants):
+        cache, node = state[(GLOBAL, f"const{i}")], mapping[value.node]
+        if use == FILL:
+            with graph.inserting_after(node):
+                write = graph.call_function(fill_cache, (cache, node))
+            write.meta[EFFECT] = True
+        else:  # every use reads the cache; what computed the value becomes dead code
+            node.replace_all_uses_with(cache)
+            for key, val in mapping.items():
+                if val is node:
+                    mapping[key] = cache
 
 
 def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:

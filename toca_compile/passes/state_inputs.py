@@ -37,7 +37,8 @@ class StateSpec:
 GLOBAL = -1  # region index of state that belongs to the whole graph
 
 
-def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | None) -> list[StateSpec]:
+def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | None,
+                constants: tuple = ()) -> list[StateSpec]:
     specs: list[StateSpec] = []
     for plan in plans:
         region = plan.region
@@ -59,6 +60,8 @@ def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | N
     if stream is not None and config.mode == "duca":
         meta = tensor_meta(stream)
         specs.append(StateSpec((GLOBAL, "stream"), tuple(meta.shape), meta.dtype, meta.device))  # type: ignore[union-attr, arg-type]
+    for i, value in enumerate(constants):  # ConstantValue (constant_inputs.py): one cache each
+        specs.append(StateSpec((GLOBAL, f"const{i}"), value.shape, value.dtype, value.device))
     return specs
 
 
