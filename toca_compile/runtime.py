@@ -149,6 +149,7 @@ class Specialization:
     plain: Callable | None = None
     pre_leader: bool = False                   # ran before any timestep graph (inferred mode)
     _decisions: dict[tuple[int, bool], dict[int, Decision]] = field(default_factory=dict)
+    _fractions: dict[tuple[int, bool], dict[str, float]] = field(default_factory=dict)  # per region label
 
     @property
     def toca(self) -> "ToCa":
@@ -251,7 +252,7 @@ class Specialization:
             self._draw_noise(state, step, decisions, offset)
             self._count(decisions)
         if placement is not None and log is not None:
-            self._log_refreshed(log, step, decisions)
+            self._log_refreshed(log, step, full, decisions)
         if use != COMPUTE:
             toca.count_constants(use)
         return fn, state.tensors, (state, identity) if use == FILL else None
@@ -283,6 +284,7 @@ class Specialization:
     def forget_decisions(self) -> None:
         """The schedule changed: decide every step again."""
         self._decisions = {}
+        self._fractions = {}
 
     def _decisions_at(self, step: int, full: bool) -> dict[int, Decision]:
         decisions = self._decisions.get((step, full))
@@ -343,11 +345,15 @@ class Specialization:
                 noise = state.by_key[(region.index, "base")]
                 noise.copy_(random_scores(seed, step, offset + region.index, region.batch, region.tokens))
 
-    def _log_refreshed(self, log: GenerationLog, step: int, decisions: dict[int, Decision]) -> None:
-        marks = log.refreshed.setdefault(step, {})
-        for plan in self.analysis.plans:  # type: ignore[union-attr]
-            region = plan.region
-            marks[region.label] = decisions[region.index].tokens_refreshed(region.tokens) / region.tokens
+    def _log_refreshed(self, log: GenerationLog, step: int, full: bool, decisions: dict[int, Decision]) -> None:
+        """Each region's fraction of tokens computed afresh, into the generation's log (worked
+        out once per step kind, like the decisions it follows from)."""
+        fractions = self._fractions.get((step, full))
+        if fractions is None:
+            fractions = self._fractions[(step, full)] = {
+                p.region.label: decisions[p.region.index].tokens_refreshed(p.region.tokens) / p.region.tokens
+                for p in self.analysis.plans}  # type: ignore[union-attr]
+        log.refreshed.setdefault(step, {}).update(fractions)
 
     def _count(self, decisions: dict[int, Decision]) -> None:
         for plan, entry in zip(self.analysis.plans, self.regions):  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from ..graph_inputs import InputMeta
 from ..ops import op_name, tensor_meta, writes_in_place
 from ..regions import DetectionResult
 from .dead_code import has_effect
+from .graph_walk import GraphIndex
 
 #: what a variant does with the constant values
 COMPUTE = "compute"  # as in the model: computed when something reads them, caches untouched
@@ -63,9 +64,10 @@ def find_constants(gm: fx.GraphModule, inputs: tuple[InputMeta, ...],
     if not cross:
         return ()
     nodes = list(gm.graph.nodes)
+    index = GraphIndex(gm.graph)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     position = {p: i for i, p in enumerate(placeholders)}
-    varying = _varying_inputs(placeholders, inputs, detection)
+    varying = _varying_inputs(placeholders, inputs, detection, index)
 
     constant: set[fx.Node] = set()
     for node in nodes:
@@ -89,13 +91,12 @@ def find_constants(gm: fx.GraphModule, inputs: tuple[InputMeta, ...],
                 readers = found.setdefault(base, [])
                 if region.index not in readers:
                     readers.append(region.index)
-    order = {n: i for i, n in enumerate(nodes)}
     values = []
-    for base in sorted(found, key=order.__getitem__):
+    for base in sorted(found, key=index.position.__getitem__):
         meta = tensor_meta(base)
         if meta is None or not meta.is_contiguous() or any(not isinstance(s, int) for s in meta.shape):
             continue
-        cone = _cone(base)
+        cone = index.ancestors(base)
         if not any(op_name(n) in _HEAVY for n in cone):
             continue  # cheap to recompute (an attention mask): not worth a cache
         used = tuple(sorted(position[n] for n in cone if n.op == "placeholder"))
@@ -104,7 +105,7 @@ def find_constants(gm: fx.GraphModule, inputs: tuple[InputMeta, ...],
 
 
 def _varying_inputs(placeholders: list[fx.Node], inputs: tuple[InputMeta, ...],
-                    detection: DetectionResult) -> set[fx.Node]:
+                    detection: DetectionResult, index: GraphIndex) -> set[fx.Node]:
     """The timestep, the inputs the first residual stream is computed from (the latent), and
     every input that is not a tensor (a symbolic size)."""
     varying = {p for p, m in zip(placeholders, inputs) if not m.is_tensor}
@@ -113,7 +114,8 @@ def _varying_inputs(placeholders: list[fx.Node], inputs: tuple[InputMeta, ...],
         varying.add(detection.timestep)
     if detection.regions:
         first = min(detection.regions, key=lambda r: r.index)
-        varying |= {p for p in _cone(first.fork) if p.op == "placeholder" and not _is_param(p, placeholders, inputs)}
+        varying |= {p for p in index.ancestors(first.fork)
+                    if p.op == "placeholder" and not _is_param(p, placeholders, inputs)}
     return varying
 
 
@@ -123,7 +125,7 @@ def _is_param(node: fx.Node, placeholders: list[fx.Node], inputs: tuple[InputMet
 
 
 def _pure(node: fx.Node) -> bool:
-    if writes_in_place(node) or has_effect(node):
+    if has_effect(node):  # in-place writes included
         return False
     name = op_name(node)
     return not any(word in name for word in _RANDOM)
@@ -148,18 +150,6 @@ def _base(value: fx.Node, constant: set[fx.Node]) -> fx.Node:
             and value.args[0] in constant:
         value = value.args[0]
     return value
-
-
-def _cone(node: fx.Node) -> set[fx.Node]:
-    """``node`` and everything it is computed from."""
-    seen = {node}
-    stack = [node]
-    while stack:
-        for a in stack.pop().all_input_nodes:
-            if a not in seen:
-                seen.add(a)
-                stack.append(a)
-    return seen
 
 
 def describe_constants(values: tuple[ConstantValue, ...]) -> str:

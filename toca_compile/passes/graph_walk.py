@@ -13,6 +13,11 @@ class GraphIndex:
 
     def __init__(self, graph: fx.Graph) -> None:
         self.position = {node: i for i, node in enumerate(graph.nodes)}
+        self.first = next(iter(graph.nodes), None)
+
+    def ancestors(self, node: fx.Node) -> set[fx.Node]:
+        """``node`` and everything it is computed from."""
+        return self.ancestors_after(node, self.first)  # type: ignore[arg-type]  (a graph with ``node`` is not empty)
 
     def ancestors_after(self, node: fx.Node, start: fx.Node) -> set[fx.Node]:
         """Ancestors of ``node`` (itself included) placed after ``start``, plus ``start`` if reached."""
