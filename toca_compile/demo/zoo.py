@@ -6,15 +6,20 @@ or an FID computed on :meth:`MNISTClassifier.features`). ``examples/train_mnist.
 the weights in ``toca_compile/demo/assets/`` (:func:`assets`).
 
 The DiT works directly on 28x28 pixels scaled to [-1, 1] (no VAE), patch 4, so an image is
-7x7 = 49 tokens. It predicts v = sqrt(abar) * eps - sqrt(1 - abar) * x0 under a 1000-step
-cosine schedule (see :data:`MNIST_SCHEDULER_CONFIG`). Labels 0..9 are the digits; label 10
-(:data:`NULL_LABEL`) is the "no class" label used for classifier-free guidance (diffusers'
-``LabelEmbedding`` reserves index ``num_classes`` for it when its dropout probability is > 0,
-which it always is inside ``DiTTransformer2DModel``).
+7x7 = 49 tokens. A second DiT, the same but for patch 2 (14x14 = 196 tokens, four times as many:
+:data:`MNIST_DIT_P2_CONFIG`), is bundled to measure token-wise caching where there are more tokens
+to choose between; ``load_mnist_dit(variant="p2")`` loads it (:data:`DIT_VARIANTS`).
+
+Both predict v = sqrt(abar) * eps - sqrt(1 - abar) * x0 under a 1000-step cosine schedule (see
+:data:`MNIST_SCHEDULER_CONFIG`). Labels 0..9 are the digits; label 10 (:data:`NULL_LABEL`) is the
+"no class" label used for classifier-free guidance (diffusers' ``LabelEmbedding`` reserves index
+``num_classes`` for it when its dropout probability is > 0, which it always is inside
+``DiTTransformer2DModel``).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
@@ -59,8 +64,49 @@ MNIST_SCHEDULER_CONFIG: dict = {
     "clip_sample": False,
 }
 
+# The same model with patch 2: 14x14 = 196 tokens per image instead of 49 (4x the FLOPs of the
+# linears per call, 16x those of the attention scores), the same parameters but for the patch
+# embedding and the output projection. Trained by `examples/train_mnist.py --variant p2`.
+MNIST_DIT_P2_CONFIG: dict = {**MNIST_DIT_CONFIG, "patch_size": 2}
+
 DIT_ASSET = "mnist_dit.safetensors"
+DIT_P2_ASSET = "mnist_dit_p2.safetensors"
 CLASSIFIER_ASSET = "mnist_classifier.safetensors"
+
+
+@dataclass(frozen=True)
+class DitVariant:
+    """One bundled MNIST DiT: its config, weights file and training record (both in :func:`assets`)."""
+
+    name: str
+    config: dict
+    asset: str
+    training_record: str
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per image: (28 / patch)^2."""
+        return (self.config["sample_size"] // self.config["patch_size"]) ** 2
+
+    @property
+    def train_command(self) -> str:
+        """The command that writes this variant's weights."""
+        extra = "" if self.name == "p4" else f" --variant {self.name}"
+        return f"python examples/train_mnist.py{extra}"
+
+
+DIT_VARIANTS: dict[str, DitVariant] = {
+    "p4": DitVariant("p4", MNIST_DIT_CONFIG, DIT_ASSET, "mnist_dit_training.json"),  # 49 tokens, the default
+    "p2": DitVariant("p2", MNIST_DIT_P2_CONFIG, DIT_P2_ASSET, "mnist_dit_p2_training.json"),  # 196 tokens
+}
+
+
+def dit_variant(name: str) -> DitVariant:
+    """The bundled DiT called ``name`` ("p4": patch 4, 49 tokens; "p2": patch 2, 196 tokens)."""
+    try:
+        return DIT_VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown MNIST DiT variant {name!r}; choose one of {sorted(DIT_VARIANTS)}") from None
 
 PathLike = Union[str, Path]
 
@@ -95,7 +141,7 @@ def assets() -> Traversable:
     return resources.files(__package__).joinpath("assets")
 
 
-def _asset_bytes(name: str, path: Optional[PathLike]) -> bytes:
+def _asset_bytes(name: str, path: Optional[PathLike], command: str = "python examples/train_mnist.py") -> bytes:
     if path is not None:
         return Path(path).read_bytes()
     resource = assets().joinpath(name)
@@ -103,14 +149,14 @@ def _asset_bytes(name: str, path: Optional[PathLike]) -> bytes:
         return resource.read_bytes()
     except FileNotFoundError as exc:
         raise FileNotFoundError(
-            f"bundled asset toca_compile/demo/assets/{name} is missing; run examples/train_mnist.py to create it"
+            f"bundled asset toca_compile/demo/assets/{name} is missing; run `{command}` to create it"
         ) from exc
 
 
-def _load_state(name: str, path: Optional[PathLike]) -> tuple[dict, dict]:
+def _load_state(name: str, path: Optional[PathLike], command: str = "python examples/train_mnist.py") -> tuple[dict, dict]:
     from safetensors.torch import load  # noqa: PLC0415
 
-    data = _asset_bytes(name, path)
+    data = _asset_bytes(name, path, command)
     state = load(data)
     # The metadata sits in the JSON header after the 8-byte little-endian header length.
     header_len = int.from_bytes(data[:8], "little")
@@ -122,19 +168,29 @@ def load_mnist_dit(
     dtype: torch.dtype = torch.float32,
     device: Union[str, torch.device] = "cpu",
     path: Optional[PathLike] = None,
+    variant: str = "p4",
 ):
-    """The bundled class-conditional MNIST DiT (a diffusers ``DiTTransformer2DModel``), in eval mode
-    with gradients off. ``path`` loads another safetensors file of the same config instead."""
+    """A bundled class-conditional MNIST DiT (a diffusers ``DiTTransformer2DModel``), in eval mode
+    with gradients off: ``variant`` "p4" (the default; patch 4, 49 tokens) or "p2" (patch 2, 196
+    tokens). ``path`` loads another safetensors file of the same variant's config instead."""
     from diffusers import DiTTransformer2DModel  # noqa: PLC0415
 
-    state, metadata = _load_state(DIT_ASSET, path)
-    if "config" in metadata and json.loads(metadata["config"]) != MNIST_DIT_CONFIG:
+    spec = dit_variant(variant)
+    state, metadata = _load_state(spec.asset, path, spec.train_command)
+    source = path or spec.asset
+    trained = json.loads(metadata["config"]) if "config" in metadata else None
+    if trained is not None and trained != spec.config:
+        diff = ", ".join(f"{k}: file {trained.get(k)!r}, variant {spec.config.get(k)!r}"
+                         for k in sorted(set(trained) | set(spec.config)) if trained.get(k) != spec.config.get(k))
         raise ValueError(
-            f"{path or DIT_ASSET} was trained with config {metadata['config']}, which differs from "
-            f"MNIST_DIT_CONFIG {MNIST_DIT_CONFIG}; retrain with examples/train_mnist.py"
+            f"{source} was trained with another config than variant {variant!r} of the MNIST DiT ({diff}); "
+            f"load it with its own variant, or retrain with `{spec.train_command}`"
         )
-    model = DiTTransformer2DModel(**MNIST_DIT_CONFIG)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    model = DiTTransformer2DModel(**spec.config)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:  # a file without a config record, of another shape
+        raise ValueError(f"{source} does not fit the config of variant {variant!r} {spec.config}: {exc}") from exc
     model = model.to(device)
     if dtype != torch.float32:  # ModelMixin.to warns whenever a dtype is passed
         model = model.to(dtype)
