@@ -5,6 +5,10 @@ Writes, into --out (default toca_compile/demo/assets/):
     mnist_dit.safetensors          DiTTransformer2DModel weights (fp16, loaded as fp32)
     mnist_dit_training.json        command, timings, loss curve, configs, accuracies, versions
 
+--variant p2 trains the second bundled DiT instead (zoo.MNIST_DIT_P2_CONFIG: patch 2, 196
+tokens) into mnist_dit_p2.safetensors and mnist_dit_p2_training.json, and reuses the classifier
+already in --out (both DiTs are scored by the same classifier; --no-skip-classifier retrains it).
+
 The DiT is trained with the DDPM loss on the target and schedule of zoo.MNIST_SCHEDULER_CONFIG
 (v-prediction, 1000-step cosine schedule) with Min-SNR-5 loss weighting, AdamW with warm-up and
 cosine decay, gradient clipping, an EMA of the weights and classifier-free-guidance label dropout
@@ -17,9 +21,10 @@ one is saved.
 --max-minutes bounds the DiT training loop: the learning-rate schedule runs on
 max(step / steps, elapsed / budget), so on a slower machine training ends early with a fully
 decayed learning rate instead of overrunning (the step count then depends on the machine's
-speed). Example (one thread, about 38 minutes in all):
+speed). Examples (one thread; about 38 minutes in all, and about an hour for the 196-token DiT):
 
     python examples/train_mnist.py --threads 1
+    python examples/train_mnist.py --variant p2 --threads 1 --max-minutes 50
 """
 from __future__ import annotations
 
@@ -48,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mnist",
                    help="directory with the MNIST idx .gz files and SHA256SUMS")
     p.add_argument("--out", type=Path, default=REPO / "toca_compile" / "demo" / "assets")
+    p.add_argument("--variant", choices=sorted(zoo.DIT_VARIANTS), default="p4",
+                   help="which bundled DiT: p4 (patch 4, 49 tokens) or p2 (patch 2, 196 tokens)")
     p.add_argument("--steps", type=int, default=8000, help="DiT optimiser steps (upper bound, see --max-minutes)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1.5e-3)
@@ -60,7 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=34.0, help="wall budget of the DiT training loop")
     p.add_argument("--classifier-epochs", type=int, default=2)
     p.add_argument("--classifier-batch-size", type=int, default=128)
-    p.add_argument("--skip-classifier", action="store_true", help="reuse the classifier already in --out")
+    p.add_argument("--skip-classifier", action=argparse.BooleanOptionalAction, default=None,
+                   help="reuse the classifier already in --out (default: yes for --variant p2, no for p4)")
     p.add_argument("--eval-samples", type=int, default=200, help="generated samples scored by the classifier")
     p.add_argument("--eval-guidance", type=float, default=4.0)
     p.add_argument("--eval-steps", type=int, default=50)
@@ -68,7 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.skip_classifier is None:
+        args.skip_classifier = args.variant != "p4"
+    return args
 
 
 # ----------------------------------------------------------------------------- classifier
@@ -162,13 +173,14 @@ def train_dit(args, train_x, train_y, log):
     from diffusers import DiTTransformer2DModel
 
     torch.manual_seed(args.seed)
-    model = DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG)
+    config = zoo.dit_variant(args.variant).config
+    model = DiTTransformer2DModel(**config)
     init_dit_(model)
     disable_internal_label_dropout_(model)
     model.train()
     ema = copy.deepcopy(model).eval().requires_grad_(False) if args.ema > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"DiT: {n_params / 1e6:.2f}M parameters, config {zoo.MNIST_DIT_CONFIG}")
+    log(f"DiT: {n_params / 1e6:.2f}M parameters, config {config}")
 
     sched = zoo.make_scheduler("ddpm")
     alphas_cumprod = sched.alphas_cumprod.float()
@@ -319,10 +331,11 @@ def main(argv=None) -> None:
         scores[name] = {"accuracy": acc, "per_class": per_class}
         log(f"{name} weights: classifier accuracy on {args.eval_samples} samples {acc:.3f} {per_class}")
     chosen = max(scores, key=lambda k: (scores[k]["accuracy"], k == "ema"))
-    dit_path = args.out / zoo.DIT_ASSET
-    _save(dit_path, candidates[chosen].state_dict(), {"config": zoo.MNIST_DIT_CONFIG, "weights": chosen},
+    variant = zoo.dit_variant(args.variant)
+    dit_path = args.out / variant.asset
+    _save(dit_path, candidates[chosen].state_dict(), {"config": variant.config, "weights": chosen},
           torch.float16)
-    shipped = zoo.load_mnist_dit(path=dit_path)
+    shipped = zoo.load_mnist_dit(path=dit_path, variant=args.variant)
     acc, per_class = sample_accuracy(shipped, classifier, args, args.eval_samples)
     log(f"shipped ({chosen}, fp16 file): classifier accuracy {acc:.3f}")
 
@@ -336,7 +349,9 @@ def main(argv=None) -> None:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "dit_config": zoo.MNIST_DIT_CONFIG,
+        "variant": args.variant,
+        "tokens": variant.tokens,
+        "dit_config": variant.config,
         "scheduler_config": zoo.MNIST_SCHEDULER_CONFIG,
         "classifier": cls_info,
         "dit": dit_info,
@@ -351,8 +366,9 @@ def main(argv=None) -> None:
             "shipped_per_class": per_class,
         },
     }
-    (args.out / "mnist_dit_training.json").write_text(json.dumps(report, indent=1) + "\n")
-    log(f"wrote {cls_path}, {dit_path}, {args.out / 'mnist_dit_training.json'}")
+    record = args.out / variant.training_record
+    record.write_text(json.dumps(report, indent=1) + "\n")
+    log(f"wrote {'' if args.skip_classifier else f'{cls_path}, '}{dit_path}, {record}")
 
 
 if __name__ == "__main__":
