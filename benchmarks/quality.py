@@ -28,6 +28,10 @@ table and plot from one or more such files (runs of the same settings merge).
     python benchmarks/quality.py --samples 500 --seeds 3        # CPU: much slower, and too noisy to rank
     python benchmarks/quality.py --rows original,toca-N3-r0.3 --samples 20 --batch 10 --seeds 1   # smoke test
 
+``--model mnist-p2`` runs the same rows on the second bundled DiT (patch 2: 196 tokens instead of
+49) and writes quality_p2.md / .json / .png; the calibrated rows are left out there (their schedules
+were calibrated on the 49-token model).
+
 Needs torchmetrics, scipy and matplotlib (and the demo dependencies: diffusers, safetensors, tqdm).
 """
 from __future__ import annotations
@@ -57,6 +61,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist"
 DEFAULT_OUT = REPO / "benchmarks" / "results"
 STEPS = 50
+# --model: the bundled DiT variant (zoo.DIT_VARIANTS) and the stem of the result files
+MODELS: dict[str, tuple[str, str]] = {"mnist": ("p4", "quality"), "mnist-p2": ("p2", "quality_p2")}
 
 
 # -- the rows ------------------------------------------------------------------------------
@@ -196,7 +202,8 @@ def _uncached_flops_per_image(model, labels: torch.Tensor, guidance: float) -> f
     b = labels.numel()
     n = 2 * b if guidance > 1.0 else b
     device = next(model.parameters()).device
-    x = torch.zeros(n, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE, device=device)
+    size = model.config.sample_size
+    x = torch.zeros(n, model.config.in_channels, size, size, device=device)
     y = torch.cat([labels, torch.full_like(labels, zoo.NULL_LABEL)]) if guidance > 1.0 else labels
     t = torch.full((n,), 500, device=device)
     with torch.no_grad():
@@ -347,7 +354,7 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
     yard = spread["fid_range"]
     n_seeds = len(spread["fid"])
     lines = [
-        f"Bundled MNIST DiT ({meta['model']}); {meta['samples']} images per row and seed set, {n_seeds} seed "
+        f"{_model_title(meta)} ({meta['model']}); {meta['samples']} images per row and seed set, {n_seeds} seed "
         f"set{'s' if n_seeds != 1 else ''} (labels 0-9 balanced; within a seed set every row starts from the same "
         f"noise), DDIM, CFG {meta['guidance']}. A small model: these numbers say how the methods behave on it, "
         "not on DiT-XL/2.",
@@ -398,7 +405,11 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[dict], spread: dict, path: Path) -> None:
+def _model_title(meta: dict) -> str:
+    return "Bundled MNIST DiT" if meta.get("model_name", "mnist") == "mnist" else "Bundled MNIST DiT, patch 2"
+
+
+def plot(results: list[dict], spread: dict, path: Path, title: str) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -434,7 +445,7 @@ def plot(results: list[dict], spread: dict, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Bundled MNIST DiT (0.59M parameters, 49 tokens): quality vs FLOPs", fontsize=11)
+    fig.suptitle(f"{title}: quality vs FLOPs", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -449,17 +460,24 @@ def compact_json(obj) -> str:
 
 
 # -- main --------------------------------------------------------------------------------
+def result_stem(meta: dict) -> str:
+    """The result files' name without suffix: quality (49-token DiT) or quality_p2 (196 tokens)."""
+    return MODELS[meta.get("model_name", "mnist")][1]  # runs from before --model: the 49-token DiT
+
+
 def _write(out: Path, records: list[dict], rows: list[Row], meta: dict, final: bool) -> str:
-    """quality.json always (so a stopped run keeps what it finished); .md and .png at the end."""
+    """<stem>.json always (so a stopped run keeps what it finished); .md and .png at the end."""
     results, spread = summarize(records, rows)
     out.mkdir(parents=True, exist_ok=True)
+    stem = result_stem(meta)
     payload = {"meta": meta, "fid_spread": spread, "rows": results, "records": records}
-    (out / "quality.json").write_text(compact_json(payload), encoding="utf-8")
+    (out / f"{stem}.json").write_text(compact_json(payload), encoding="utf-8")
     if not final:
         return ""
     table = markdown(results, spread, meta)
-    (out / "quality.md").write_text(table + "\n", encoding="utf-8")
-    plot(results, spread, out / "quality.png")
+    (out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
+    short = meta["model"].split(", ")
+    plot(results, spread, out / f"{stem}.png", f"{_model_title(meta)} ({', '.join(short[1:3])})")
     return table
 
 
@@ -467,7 +485,7 @@ def merge_runs(runs: list[dict]) -> tuple[list[dict], dict]:
     """Records of several runs with the same settings (e.g. a run stopped part-way and one of the
     rows it missed), one record per (row, seed set). Each run carries its own original row; the
     originals must agree, else the PSNR/SSIM of the runs are against different references."""
-    keys = ("samples", "guidance", "model", "device")
+    keys = ("samples", "guidance", "model", "model_name", "device")
     first = runs[0]["meta"]
     records: dict[tuple[str, int], dict] = {}
     for run in runs:
@@ -498,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="images per model call (the call's batch is twice this with CFG)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda, ...)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for quality.md / .json / .png")
+    parser.add_argument("--model", choices=sorted(MODELS), default="mnist",
+                        help="bundled DiT: mnist (patch 4, 49 tokens; writes quality.*) or mnist-p2 (patch 2, "
+                             "196 tokens; writes quality_p2.*)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder for quality.md / .json / .png (quality_p2.* with --model mnist-p2)")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: zoo.sample's)")
     parser.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(r.name for r in ROWS)}")
     parser.add_argument("--dit", type=Path, default=None, help="DiT weights (default: the bundled asset)")
@@ -522,13 +544,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --batch must be >= 1")
     if args.bootstrap is None:
         args.bootstrap = 200 if args.seeds == 1 else 0
-    rows = ROWS
+    variant = zoo.dit_variant(MODELS[args.model][0])
+    # the shipped schedules were calibrated on the 49-token DiT: no calibrated rows for another model
+    available = [r for r in ROWS if args.model == "mnist" or r.family != "calibrated"]
+    rows = available
     if args.rows:
         wanted = [n.strip() for n in args.rows.split(",") if n.strip()]
-        unknown = sorted(set(wanted) - {r.name for r in ROWS})
+        unknown = sorted(set(wanted) - {r.name for r in available})
         if unknown:
-            parser.error(f"unknown rows {unknown}")
-        rows = [r for r in ROWS if r.name in wanted or r.name == "original"]  # the original is the reference
+            parser.error(f"unknown rows {unknown}" + ("" if args.model == "mnist" else
+                         f" (--model {args.model} has no calibrated rows: their schedules are the 49-token DiT's)"))
+        rows = [r for r in available if r.name in wanted or r.name == "original"]  # the original is the reference
     device = torch.device(args.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -550,13 +576,15 @@ def main(argv: list[str] | None = None) -> int:
         from diffusers import DiTTransformer2DModel  # noqa: PLC0415
 
         torch.manual_seed(0)
-        model = DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG).eval().requires_grad_(False).to(device)
+        model = DiTTransformer2DModel(**variant.config).eval().requires_grad_(False).to(device)
         model_desc = "random weights"
     else:
-        model = zoo.load_mnist_dit(path=args.dit, device=device)
-        model_desc = f"{args.dit or 'toca_compile/demo/assets/' + zoo.DIT_ASSET}"
+        model = zoo.load_mnist_dit(path=args.dit, device=device, variant=variant.name)
+        model_desc = f"{args.dit or 'toca_compile/demo/assets/' + variant.asset}"
     n_params = sum(p.numel() for p in model.parameters())
-    model_desc = f"diffusers DiTTransformer2DModel, {n_params / 1e6:.2f}M parameters, 7x7 = 49 tokens, {model_desc}"
+    side = zoo.IMAGE_SIZE // variant.config["patch_size"]
+    model_desc = (f"diffusers DiTTransformer2DModel, {n_params / 1e6:.2f}M parameters, "
+                  f"{side}x{side} = {variant.tokens} tokens, {model_desc}")
     classifier = zoo.load_mnist_classifier(device=device)
     test_images, _ = load_mnist(args.data, "test")
     ref_features = metrics.classifier_features(test_images, classifier)
@@ -566,8 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     machine = (f"{torch.cuda.get_device_name(device)}" if device.type == "cuda"
                else f"{platform.machine()} CPU, {args.threads} thread{'s' if args.threads != 1 else ''}")
-    meta = {"model": model_desc, "samples": args.samples, "batch": args.batch, "guidance": guidance,
-            "seeds": args.seeds, "threads": args.threads, "device": str(device), "wall_minutes": 0.0,
+    meta = {"model": model_desc, "model_name": args.model, "samples": args.samples, "batch": args.batch,
+            "guidance": guidance, "seeds": args.seeds, "threads": args.threads, "device": str(device), "wall_minutes": 0.0,
             "command": cmd.strip(), "machine": machine, "torch": torch.__version__,
             "python": platform.python_version(), "bootstrap": args.bootstrap,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -598,8 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["wall_minutes"] = (time.perf_counter() - t_start) / 60
     table = _write(args.out, records, rows, meta, final=True)
     print(table)
-    print(f"\nwrote {args.out / 'quality.md'}, quality.json, quality.png ({meta['wall_minutes']:.1f} min)",
-          file=sys.stderr)
+    stem = result_stem(meta)
+    print(f"\nwrote {args.out / stem}.md, {stem}.json, {stem}.png ({meta['wall_minutes']:.1f} min)", file=sys.stderr)
     return 0
 
 
