@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import shutil
 import struct
 import sys
@@ -126,8 +127,46 @@ def test_dit_asset_shapes(dit):
 
 def test_assets_are_small():
     assets = REPO / "toca_compile" / "demo" / "assets"
-    for name in (zoo.DIT_ASSET, zoo.CLASSIFIER_ASSET):
+    for name in (zoo.DIT_ASSET, zoo.DIT_P2_ASSET, zoo.CLASSIFIER_ASSET):
         assert (assets / name).stat().st_size < 4 * 2**20
+
+
+def test_p2_dit_asset_has_196_tokens():
+    dit = zoo.load_mnist_dit(variant="p2")
+    assert dit.config.patch_size == 2 and dict(dit.config) | zoo.MNIST_DIT_P2_CONFIG == dict(dit.config)
+    assert zoo.dit_variant("p2").tokens == 196 and zoo.dit_variant("p4").tokens == 49
+    x = torch.randn(2, 1, 28, 28)
+    assert dit.pos_embed(x).shape == (2, 196, 64)  # the tokens the transformer blocks see
+    with torch.no_grad():
+        out = dit(x, timestep=torch.tensor([999, 0]), class_labels=torch.tensor([3, zoo.NULL_LABEL])).sample
+    assert out.shape == (2, 1, 28, 28) and torch.isfinite(out).all()
+    record = json.loads(zoo.assets().joinpath(zoo.dit_variant("p2").training_record).read_text())
+    assert record["dit_config"] == zoo.MNIST_DIT_P2_CONFIG and record["tokens"] == 196
+    assert "--variant p2" in record["command"]
+
+
+def test_a_dit_file_loads_only_as_its_own_variant(tmp_path):
+    p4_file = zoo.assets().joinpath(zoo.DIT_ASSET)
+    with pytest.raises(ValueError, match=r"variant 'p2'.*patch_size: file 4, variant 2.*--variant p2"):
+        zoo.load_mnist_dit(path=p4_file, variant="p2")
+    with pytest.raises(ValueError, match=r"variant 'p4'.*patch_size: file 2, variant 4"):
+        zoo.load_mnist_dit(path=zoo.assets().joinpath(zoo.DIT_P2_ASSET))
+    from safetensors.torch import load_file, save_file
+
+    bare = tmp_path / "bare.safetensors"  # no config record: the shapes tell
+    save_file(load_file(str(p4_file)), str(bare))
+    with pytest.raises(ValueError, match="does not fit the config of variant 'p2'"):
+        zoo.load_mnist_dit(path=bare, variant="p2")
+    with pytest.raises(ValueError, match="unknown MNIST DiT variant 'p3'"):
+        zoo.load_mnist_dit(variant="p3")
+
+
+def test_a_missing_dit_asset_names_the_command(monkeypatch):
+    config = {**zoo.MNIST_DIT_CONFIG, "patch_size": 7}
+    monkeypatch.setitem(zoo.DIT_VARIANTS, "p7", zoo.DitVariant("p7", config, "mnist_dit_p7.safetensors", "x.json"))
+    with pytest.raises(FileNotFoundError, match=r"assets/mnist_dit_p7\.safetensors is missing; run "
+                                                r"`python examples/train_mnist\.py --variant p7`"):
+        zoo.load_mnist_dit(variant="p7")
 
 
 def test_classifier_shapes(classifier):
