@@ -399,8 +399,9 @@ def markdown(results: list[dict], spread: dict, meta: dict) -> str:
         "the V-norm score (`score=\"kvnorm\"`); ToCa the attention score; TaylorSeer forecasts every branch on "
         "partial steps.",
         "",
-        f"Command: `{meta['command']}` ({meta['wall_minutes']:.1f} min wall clock on {meta['machine']}, "
-        f"torch {meta['torch']}).",
+        f"Command: `{meta['command']}` ({meta['wall_minutes']:.1f} min "
+        + (f"summed over the {meta['merged_runs']} merged runs" if meta.get("merged_runs", 1) > 1 else "wall clock")
+        + f" on {meta['machine']}, torch {meta['torch']}).",
     ]
     return "\n".join(lines)
 
@@ -409,7 +410,7 @@ def _model_title(meta: dict) -> str:
     return "Bundled MNIST DiT" if meta.get("model_name", "mnist") == "mnist" else "Bundled MNIST DiT, patch 2"
 
 
-def plot(results: list[dict], spread: dict, path: Path, title: str) -> None:
+def plot(results: list[dict], spread: dict, path: Path, model_title: str) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -445,7 +446,7 @@ def plot(results: list[dict], spread: dict, path: Path, title: str) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: quality vs FLOPs", fontsize=11)
+    fig.suptitle(f"{model_title}: quality vs FLOPs", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -503,6 +504,7 @@ def merge_runs(runs: list[dict]) -> tuple[list[dict], dict]:
     if len(runs) > 1:
         meta["command"] = " && ".join(r["meta"]["command"] for r in runs)
         meta["wall_minutes"] = sum(r["meta"]["wall_minutes"] for r in runs)
+        meta["merged_runs"] = len(runs)  # they may have run at the same time: the minutes are a sum
     return list(records.values()), meta
 
 

@@ -108,6 +108,26 @@ def test_quality_script_runs_and_rebuilds_from_its_json(tmp_path, mnist_dir):
     assert (rebuilt / "quality.md").read_text() == table and (rebuilt / "quality.png").is_file()
 
 
+def test_quality_script_on_the_196_token_dit_writes_its_own_files(tmp_path, mnist_dir):
+    out = tmp_path / "q"
+    # the two cheapest rows (no tracing): the cached rows run the same code as on the 49-token DiT
+    quality.main(["--model", "mnist-p2", "--rows", "original,steps-10", "--samples", "10", "--batch", "10",
+                  "--seeds", "1", "--bootstrap", "20", "--threads", "1", "--data", str(mnist_dir), "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == ["quality_p2.json", "quality_p2.md", "quality_p2.png"]
+    saved = json.loads((out / "quality_p2.json").read_text())
+    assert "14x14 = 196 tokens" in saved["meta"]["model"] and "mnist_dit_p2.safetensors" in saved["meta"]["model"]
+    original, fewer = saved["rows"]
+    assert original["flops_per_image"] / 1e9 == pytest.approx(17.54, abs=0.01)  # 5.25x the 49-token DiT's
+    assert fewer["flops_ratio"] == pytest.approx(5.0) and math.isfinite(fewer["psnr_mean"])
+    table = (out / "quality_p2.md").read_text()
+    assert table.startswith("Bundled MNIST DiT, patch 2 (") and "196 tokens" in table.splitlines()[0]
+    rebuilt = tmp_path / "r"
+    quality.main(["--from-json", str(out / "quality_p2.json"), "--out", str(rebuilt)])
+    assert (rebuilt / "quality_p2.md").read_text() == table
+    with pytest.raises(SystemExit):  # the shipped schedules are the 49-token DiT's
+        quality.main(["--model", "mnist-p2", "--rows", "calibrated-2x", "--out", str(tmp_path / "c")])
+
+
 peers = _load("peers")
 
 
