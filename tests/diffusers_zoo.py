@@ -509,7 +509,6 @@ def _cogvideox():
 _register(
     ZooEntry(
         name="CogVideoXTransformer3DModel",
-        reused_kinds=("mlp",),
         build=_cogvideox,
         num_blocks={"joint_attn": 4, "mlp": 4},
         mlp_streams={"image": 2, "text": 2},

@@ -4,6 +4,11 @@ Walking back from the cache point, token-wise nodes are re-evaluated on the gath
 the first token-mixing value met on each path is read from its own cache instead. Regions
 whose cache point is itself token-mixing (self-attention) reuse the whole cache. A region
 whose walk meets an opaque node also falls back to whole reuse, with a note saying why.
+
+A branch that concatenates its stream with another one along the token axis and slices it
+back (CogVideoX's MLP over text and video) is token-wise in between: a partial step recomputes
+only this stream's selected rows (token_axes.py, ``Span``). Every node on the way must hold all
+of the stream's tokens; a piece of them (a slice inside the branch) is reused whole.
 """
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
     point_axes = axes.get(point)
     if point_axes is None or point_axes.mixing:
         return whole(f"cache point {point.name} has no token axis; reused whole")
+    if point_axes.span is not None:  # not sliced back to exactly the stream's tokens
+        return whole(f"cache point {point.name} holds rows of another stream too; reused whole")
     recompute: set[fx.Node] = set()
     mixing: list[fx.Node] = []
     stack = [point]
@@ -65,6 +72,10 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
         node_axes = axes.get(node)
         if node_axes is None:
             return whole(f"'{op_name(node) or node.op}' at {node.name} hides the token axis; reused whole")
+        if node_axes.span is not None and (node_axes.mixing or not node_axes.span.whole):
+            # rows of a selection over the whole stream: not there, or cached at other positions
+            return whole(f"'{op_name(node) or node.op}' at {node.name} holds only part of the stream's tokens "
+                         "among other rows; reused whole")
         if node_axes.mixing:
             if not isinstance(tensor_meta(node), torch.Tensor):
                 return whole(f"token-mixing value {node.name} is not a tensor; reused whole")

@@ -11,6 +11,7 @@ so they use the current step's modulation. Dead code (the skipped attention) is 
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch.fx as fx
@@ -25,7 +26,7 @@ from .constant_inputs import COMPUTE, FILL, READ, ConstantValue
 from .dead_code import EFFECT
 from .rewrite_full import fill_region
 from .state_inputs import GLOBAL, StateSpec, add_state_placeholders, copy_graph_module
-from .token_axes import Axes
+from .token_axes import Axes, row_source, rows_index
 
 _SIZED = {"view", "reshape", "expand", "broadcast_to"}
 EXPECTED_SHAPE = "toca_expected_shape"
@@ -125,7 +126,8 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
             if i > 0:  # token-mixing values inside the branch: gathered from their caches
                 env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], idx, slot.batch_axis, slot.token_axis))
         for old in plan.recompute:
-            env[old] = _copy_on_rows(graph, old, plan, mapping, env, idx, k)
+            source = row_source(old, plan.axes)  # a cat with another stream: only this one's rows
+            env[old] = env[source] if source is not None else _copy_on_rows(graph, old, plan, mapping, env, idx, k)
         head = plan.slots[0]
         write = graph.call_function(put_rows, (state[(index, "slot0")], idx, head.batch_axis, head.token_axis, env[region.cache_point]))
         stale = graph.call_function(refresh_staleness, (state[(index, "stale")], idx))
@@ -137,7 +139,6 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
 def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict, env: dict, idx: fx.Node, k: int) -> fx.Node:
     out_axes: Axes = plan.axes[old]
     out_shape = shape_of(old)
-    region = plan.region
 
     name = op_name(old)
     broadcasting = name in ELEMENTWISE or name in ("cat", "stack")
@@ -149,13 +150,15 @@ def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict
             return env[value]
         if not broadcasting:  # weights, keys/values of cross-attention: used whole
             return mapping[value]
-        return _gather_side(graph, value, mapping[value], out_axes, out_shape, idx, region.batch, region.tokens)
+        return _gather_side(graph, value, mapping[value], out_axes, out_shape, idx)
 
     new = graph.node_copy(old, substitute)
+    if name == "getitem" and shape_of(old.args[0]) is not None:  # a slice of the token axis keeps every row
+        new.args = (new.args[0], rows_index(old, plan.axes), *new.args[2:])
     if name == "scaled_dot_product_attention":
         mask = arg(old, 3, "attn_mask")
         if isinstance(mask, fx.Node):
-            gathered = _gather_side(graph, mask, mapping[mask], out_axes, out_shape, idx, region.batch, region.tokens)
+            gathered = _gather_side(graph, mask, mapping[mask], out_axes, out_shape, idx)
             if "attn_mask" in new.kwargs:
                 new.kwargs = {**new.kwargs, "attn_mask": gathered}
             else:
@@ -176,16 +179,19 @@ def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict
     return new
 
 
-def _gather_side(graph: fx.Graph, old: fx.Node, side: fx.Node, out_axes: Axes, out_shape, idx: fx.Node,
-                 batch: int, tokens: int) -> fx.Node:
-    """An operand from outside the branch: gathered too when it runs along the token axis."""
+def _gather_side(graph: fx.Graph, old: fx.Node, side: fx.Node, out_axes: Axes, out_shape, idx: fx.Node) -> fx.Node:
+    """An operand from outside the branch: gathered too when it runs along the token axis (on an
+    axis shared with another stream, at the selected tokens' positions there)."""
     shape = shape_of(old)
-    if shape is None or out_shape is None or tokens == 1:
+    if shape is None or out_shape is None:
         return side
+    tokens = out_shape[out_axes.token]
     shift = len(out_shape) - len(shape)
     token_pos = out_axes.token - shift
-    if token_pos < 0 or shape[token_pos] != tokens:
+    if tokens == 1 or token_pos < 0 or shape[token_pos] != tokens:
         return side
     if shift > 0:
         side = graph.call_method("reshape", (side, *([1] * shift + list(shape))))
-    return graph.call_function(take_rows, (side, idx, out_axes.batch, out_axes.token))
+    span = out_axes.span
+    rows = idx if span is None or span.at == span.first else graph.call_function(operator.add, (idx, span.at - span.first))
+    return graph.call_function(take_rows, (side, rows, out_axes.batch, out_axes.token))

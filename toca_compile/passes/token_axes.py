@@ -8,11 +8,17 @@ Every node of a region's branch gets ``Axes(batch, token, mixing)``:
   and its rows gathered, never recomputed on a subset;
 - opaque (``None``): the token axis is lost or unknown.
 Unknown operations are opaque: the analysis errs towards caching, never towards a wrong subset.
+
+A token axis may also hold another stream's rows: ``cat([text, x], dim=1)`` puts the fork's
+tokens after the text (CogVideoX runs one MLP over both streams), and ``y[:, T:]`` takes
+them back. ``Axes.span`` says where the fork's tokens are on such an axis (:class:`Span`); a
+slice that keeps exactly them gives the plain axis again. The other stream's rows never reach
+this stream's rows through token-wise nodes, so a partial step drops them (:func:`row_source`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch.fx as fx
@@ -21,10 +27,32 @@ from ..ops import ELEMENTWISE, arg, op_name, sequence_arg, shape_of
 
 
 @dataclass(frozen=True)
+class Span:
+    """The fork's tokens on a token axis that holds other rows too: positions
+    ``[at, at + count)`` are the fork's tokens ``[first, first + count)`` of ``total``, in order;
+    every other position is a row of another stream (a value computed without the fork)."""
+
+    at: int
+    first: int
+    count: int
+    total: int
+
+    @property
+    def whole(self) -> bool:
+        """Every token of the fork is here, so the rows a partial step selects exist."""
+        return self.first == 0 and self.count == self.total
+
+
+@dataclass(frozen=True)
 class Axes:
     batch: int
     token: int
     mixing: bool = False
+    span: Span | None = None    # None: the token axis holds exactly the fork's tokens, in order
+
+    def moved(self, batch: int, token: int, mixing: bool = False) -> "Axes":
+        """The same tokens on other axes (the span goes with the token axis)."""
+        return Axes(batch, token, mixing, self.span)
 
 
 AxesMap = dict[fx.Node, Axes | None]
@@ -73,7 +101,7 @@ def _only_tracked(node: fx.Node, axes: AxesMap) -> tuple[fx.Node, Axes] | None:
 
 def _aligned(ax: Axes, in_ndim: int, out_ndim: int) -> Axes:
     shift = out_ndim - in_ndim
-    return Axes(ax.batch + shift, ax.token + shift)
+    return ax.moved(ax.batch + shift, ax.token + shift)
 
 
 def side_extent_ok(side: fx.Node, out: Axes, out_ndim: int, batch: int, tokens: int) -> bool:
@@ -102,7 +130,7 @@ def _elementwise(node: fx.Node, axes: AxesMap) -> Axes | None:
         if ax is None or shape is None:
             return None
         aligned = _aligned(ax, len(shape), len(out_shape))
-        if result is not None and (result.batch, result.token) != (aligned.batch, aligned.token):
+        if result is not None and (result.batch, result.token, result.span) != (aligned.batch, aligned.token, aligned.span):
             return None
         result, mixing = aligned, mixing or ax.mixing
     if result is None:
@@ -112,7 +140,7 @@ def _elementwise(node: fx.Node, axes: AxesMap) -> Axes | None:
         if value not in axes and shape_of(value) is not None:
             if not side_extent_ok(value, result, len(out_shape), batch, tokens):
                 return None
-    return Axes(result.batch, result.token, False)
+    return result.moved(result.batch, result.token)
 
 
 def _cast(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -121,7 +149,7 @@ def _cast(node: fx.Node, axes: AxesMap) -> Axes | None:
     if not _tracked(source, axes) or axes[source] is None:
         return None
     ax = axes[source]
-    return Axes(ax.batch, ax.token)  # type: ignore[union-attr]
+    return ax.moved(ax.batch, ax.token)  # type: ignore[union-attr]
 
 
 def _linear(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -131,7 +159,7 @@ def _linear(node: fx.Node, axes: AxesMap) -> Axes | None:
     ax, shape = axes[x], shape_of(x)
     if ax is None or shape is None or ax.token == len(shape) - 1 or ax.batch == len(shape) - 1:
         return None
-    return Axes(ax.batch, ax.token)
+    return ax.moved(ax.batch, ax.token)
 
 
 def _matmul(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -146,10 +174,11 @@ def _matmul(node: fx.Node, axes: AxesMap) -> Axes | None:
         return None
     aligned = _aligned(ax, len(a_shape), len(out_shape))
     if _tracked(b, axes):
-        return Axes(aligned.batch, aligned.token, True)
+        # token-mixing over a joint axis: not modelled (the keys' rows would be tokens too)
+        return None if ax.span is not None else Axes(aligned.batch, aligned.token, True)
     if ax.token != len(a_shape) - 2:
         return None  # token among the broadcast batch dims: possible but rare, stay safe
-    return Axes(aligned.batch, aligned.token)
+    return aligned
 
 
 def _sdpa(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -158,8 +187,8 @@ def _sdpa(node: fx.Node, axes: AxesMap) -> Axes | None:
     if not _tracked(q, axes) or axes[q] is None or q_shape is None or out_shape is None:
         return None
     ax = axes[q]
-    if ax.token != len(q_shape) - 2 or ax.batch >= len(q_shape) - 2:  # type: ignore[union-attr]
-        return None
+    if ax.token != len(q_shape) - 2 or ax.batch >= len(q_shape) - 2 or ax.span is not None:  # type: ignore[union-attr]
+        return None  # queries over a joint axis: the mask's rows would need the offset
     aligned = _aligned(ax, len(q_shape), len(out_shape))  # type: ignore[arg-type]
     if _tracked(k, axes) or _tracked(v, axes):
         return Axes(aligned.batch, aligned.token, True)
@@ -221,7 +250,7 @@ def _reduction(node: fx.Node, axes: AxesMap) -> Axes | None:
         return None
     keep = len(out_shape) == len(in_shape)
     shift = lambda a: a if keep else a - sum(d < a for d in dims)  # noqa: E731
-    return Axes(shift(ax.batch), shift(ax.token))
+    return ax.moved(shift(ax.batch), shift(ax.token))
 
 
 def map_reshape(in_shape: tuple[int, ...], out_shape: tuple[int, ...], ax: Axes) -> Axes | None:
@@ -237,7 +266,7 @@ def map_reshape(in_shape: tuple[int, ...], out_shape: tuple[int, ...], ax: Axes)
     batch, token = locate(ax.batch), locate(ax.token)
     if batch is None or token is None or batch == token:
         return None
-    return Axes(batch, token)
+    return ax.moved(batch, token)
 
 
 def _reshape(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -248,8 +277,7 @@ def _reshape(node: fx.Node, axes: AxesMap) -> Axes | None:
     in_shape = shape_of(source)
     if in_shape is None or node.args[0] is not source:
         return None
-    mapped = map_reshape(in_shape, out_shape, ax)
-    return Axes(mapped.batch, mapped.token, False) if mapped else None
+    return map_reshape(in_shape, out_shape, ax)
 
 
 def _permute(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -274,7 +302,7 @@ def _permute(node: fx.Node, axes: AxesMap) -> Axes | None:
         perm = {old: new for new, old in enumerate(order)}
     else:
         return None
-    return Axes(perm.get(ax.batch, ax.batch), perm.get(ax.token, ax.token))
+    return ax.moved(perm.get(ax.batch, ax.batch), perm.get(ax.token, ax.token))
 
 
 def _split(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -293,46 +321,79 @@ def _split(node: fx.Node, axes: AxesMap) -> Axes | None:
     if dim in (ax.batch, ax.token):
         return None
     if op_name(node) == "unbind":
-        return Axes(ax.batch - (dim < ax.batch), ax.token - (dim < ax.token))
+        return ax.moved(ax.batch - (dim < ax.batch), ax.token - (dim < ax.token))
     return ax
 
 
-def _getitem(node: fx.Node, axes: AxesMap) -> Axes | None:
-    source, index = node.args[0], node.args[1]
-    if not _tracked(source, axes) or axes[source] is None:  # type: ignore[index]
-        return None
-    ax: Axes = axes[source]  # type: ignore[assignment]
-    in_shape = shape_of(source)
-    if in_shape is None:  # a tuple from split/chunk: elements keep the axes
-        return ax if isinstance(index, int) else None
+def _index_items(node: fx.Node, ndim: int) -> list[tuple[int | None, Any]] | None:
+    """``x[...]``'s index as (input dim, item) pairs (``None`` for an inserted axis), the
+    ellipsis spelled out; None for a tensor index."""
+    index = node.args[1]
     items = list(index) if isinstance(index, tuple) else [index]
     if any(isinstance(i, fx.Node) or hasattr(i, "shape") for i in items):
         return None
     if Ellipsis in items:
         at = items.index(Ellipsis)
         used = sum(1 for i in items if i is not None and i is not Ellipsis)
-        items[at:at + 1] = [slice(None)] * (len(in_shape) - used)
-    out_dim, mapping, in_dim = 0, {}, 0
+        items[at:at + 1] = [slice(None)] * (ndim - used)
+    pairs, in_dim = [], 0
     for item in items:
-        if item is None:
+        pairs.append((None if item is None else in_dim, item))
+        in_dim += item is not None
+    return pairs + [(rest, slice(None)) for rest in range(in_dim, ndim)]
+
+
+def _getitem(node: fx.Node, axes: AxesMap) -> Axes | None:
+    source = node.args[0]
+    if not _tracked(source, axes) or axes[source] is None:  # type: ignore[index]
+        return None
+    ax: Axes = axes[source]  # type: ignore[assignment]
+    in_shape = shape_of(source)
+    if in_shape is None:  # a tuple from split/chunk: elements keep the axes
+        return ax if isinstance(node.args[1], int) else None
+    pairs = _index_items(node, len(in_shape))
+    if pairs is None:
+        return None
+    out_dim, mapping, span = 0, {}, ax.span
+    for in_dim, item in pairs:
+        if in_dim is None:
             out_dim += 1
             continue
         if isinstance(item, int):
             mapping[in_dim] = None
-        elif isinstance(item, slice):
-            full = item.indices(in_shape[in_dim]) == (0, in_shape[in_dim], 1)
-            mapping[in_dim] = out_dim if full else -1
-            out_dim += 1
-        else:
+            continue
+        if not isinstance(item, slice):
             return None
-        in_dim += 1
-    for rest in range(in_dim, len(in_shape)):
-        mapping[rest] = out_dim
+        start, stop, step = item.indices(in_shape[in_dim])
+        full = (start, stop, step) == (0, in_shape[in_dim], 1)
+        if in_dim == ax.token and not full:
+            if step != 1:
+                return None
+            span = _sliced(ax.span, in_shape[in_dim], start, stop)
+            if span is False:
+                return None
+            full = True
+        mapping[in_dim] = out_dim if full else -1
         out_dim += 1
     batch, token = mapping.get(ax.batch), mapping.get(ax.token)
     if batch is None or token is None or batch < 0 or token < 0:
         return None
-    return Axes(batch, token)
+    return Axes(batch, token, False, span)  # type: ignore[arg-type]
+
+
+def _sliced(span: Span | None, length: int, start: int, stop: int) -> Span | None | bool:
+    """The span after ``[start:stop]`` of a token axis of ``length`` rows: None when exactly the
+    fork's tokens are left, False when none of them is."""
+    span = span or Span(0, 0, length, length)
+    low, high = max(start, span.at), min(stop, span.at + span.count)
+    if high <= low:
+        return False
+    return _normal(Span(low - start, span.first + low - span.at, high - low, span.total), stop - start)
+
+
+def _normal(span: Span, length: int) -> Span | None:
+    """None for an axis of ``length`` rows that holds exactly the fork's tokens, in order."""
+    return None if (span.at, span.first, span.count, span.total) == (0, 0, length, length) else span
 
 
 def _cat(node: fx.Node, axes: AxesMap) -> Axes | None:
@@ -346,21 +407,69 @@ def _cat(node: fx.Node, axes: AxesMap) -> Axes | None:
     for t in tensors:
         if _tracked(t, axes):
             ax = axes[t]
-            if ax is None or (result is not None and (result.batch, result.token) != (ax.batch, ax.token)):
+            if ax is None or (result is not None and (result.batch, result.token, result.span) != (ax.batch, ax.token, ax.span)):
                 return None
             result = ax
     if result is None:
         return None
     if stack:
-        result = Axes(result.batch + (dim <= result.batch), result.token + (dim <= result.token))
-    elif dim in (result.batch, result.token):
+        result = result.moved(result.batch + (dim <= result.batch), result.token + (dim <= result.token))
+    elif dim == result.token:
+        return _cat_tokens(tensors, dim, axes, out_shape)
+    elif dim == result.batch:
         return None
     for t in tensors:
         if isinstance(t, fx.Node) and not _tracked(t, axes):
             shape = shape_of(t)
             if shape is None or shape[result.token - stack * (dim <= result.token)] != out_shape[result.token]:
                 return None
-    return Axes(result.batch, result.token)
+    return result.moved(result.batch, result.token)
+
+
+def _cat_tokens(tensors: list | tuple, dim: int, axes: AxesMap, out_shape: tuple[int, ...]) -> Axes | None:
+    """``cat`` along the token axis of one tracked value and values computed without the fork
+    (another stream's rows): the tracked tokens now sit at an offset among those rows."""
+    tracked = [t for t in tensors if _tracked(t, axes)]
+    if len(tracked) != 1:
+        return None  # the fork's rows twice, or pieces of it: not modelled
+    ax: Axes = axes[tracked[0]]  # type: ignore[assignment]
+    offset = 0
+    for t in tensors:
+        shape = shape_of(t)
+        if shape is None or len(shape) != len(out_shape):
+            return None
+        if t is tracked[0]:
+            span = ax.span or Span(0, 0, shape[dim], shape[dim])
+            return Axes(ax.batch, ax.token, False, _normal(replace(span, at=offset + span.at), out_shape[dim]))
+        offset += shape[dim]
+    return None
+
+
+def row_source(node: fx.Node, axes: AxesMap) -> fx.Node | None:
+    """The operand whose selected rows *are* ``node``'s selected rows: a ``cat`` along the token
+    axis (the other stream's rows are not among the selected ones: a partial step drops them,
+    and that stream's own region, with its own decision, recomputes or reuses them)."""
+    ax = axes.get(node)
+    if ax is None or op_name(node) != "cat":
+        return None
+    tensors = arg(node, 0, "tensors")
+    shape = shape_of(node)
+    if shape is None or arg(node, 1, "dim", 0) % len(shape) != ax.token:
+        return None
+    tracked = [t for t in tensors if _tracked(t, axes)]
+    return tracked[0] if len(tracked) == 1 else None
+
+
+def rows_index(node: fx.Node, axes: AxesMap) -> Any:
+    """``x[...]``'s index for the selected rows of ``x``: a slice of the token axis (which only
+    drops other rows, or none) becomes ``:``, every other item stays."""
+    source = node.args[0]
+    shape, ax = shape_of(source), axes.get(source)
+    pairs = _index_items(node, len(shape)) if shape is not None and ax is not None else None
+    if pairs is None:
+        return node.args[1]
+    items = tuple(slice(None) if dim == ax.token else item for dim, item in pairs)  # type: ignore[union-attr]
+    return items
 
 
 def _expand(node: fx.Node, axes: AxesMap) -> Axes | None:
