@@ -21,7 +21,8 @@ BASE = dict(depth=2, width=16, heads=2, mlp="gelu_tanh", norm="layer", adaln=Tru
 SPECS = {
     "dit": ArchSpec(**BASE),
     "pixart": ArchSpec(**{**BASE, "cross_attn": True, "mlp": "silu", "attention": "manual"}),
-    "joint": ArchSpec(**{**BASE, "joint": True, "norm": "rms", "explicit_shapes": False}),
+    # joint blocks with one MLP over cat(text, image), sliced back (CogVideoX): its rows path too
+    "joint": ArchSpec(**{**BASE, "joint": True, "norm": "rms", "explicit_shapes": False, "shared_mlp": True}),
     "parallel": ArchSpec(**{**BASE, "parallel": True, "mlp": "swiglu", "adaln": False}),
 }
 

@@ -167,6 +167,15 @@ def test_joint_blocks_returning_a_dict():
     check(ArchSpec(block_output="dict", joint=True, depth=2, tokens=12))
 
 
+def test_joint_blocks_with_one_mlp_over_both_streams_refresh_each_stream_per_token():
+    """CogVideoX's feed-forward: ONE MLP over cat(text, image), sliced back into the streams.
+    Each stream's MLP region is refreshed per token (its rows at their offset of the joint axis),
+    the joint attention reused whole; every step equals the oracle, which runs the MLP on each
+    stream's rows alone."""
+    report = check(ArchSpec(joint=True, shared_mlp=True, depth=2, tokens=12))
+    assert [(r.kind, r.partial_ok) for r in report.regions if r.kind == "mlp"] == [("mlp", True)] * 3
+
+
 def test_conv_patch_embedding_gives_the_spatial_grid_of_the_bonus():
     """Image in, image out; the tokens come from a 4×4 grid, so the spatial bonus works on 2×2
     squares of it (the oracle re-derives them)."""

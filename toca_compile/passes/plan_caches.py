@@ -7,8 +7,10 @@ whose walk meets an opaque node also falls back to whole reuse, with a note sayi
 
 A branch that concatenates its stream with another one along the token axis and slices it
 back (CogVideoX's MLP over text and video) is token-wise in between: a partial step recomputes
-only this stream's selected rows (token_axes.py, ``Span``). Every node on the way must hold all
-of the stream's tokens; a piece of them (a slice inside the branch) is reused whole.
+only this stream's selected rows (token_axes.py, ``Span``). So does a joint stream that the
+branch slices into pieces and concatenates again unchanged (HunyuanVideo's single-stream
+blocks): the concatenation is the value sliced. Every node on the way must hold all of the
+stream's tokens; pieces of them computed apart are reused whole.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch.fx as fx
 
 from ..ops import op_name, shape_of, tensor_meta, writes_in_place
 from ..regions import MIXING_KINDS, CacheSlot, DetectionResult, Region, RegionPlan
-from .token_axes import Axes, analyze_branch
+from .token_axes import Axes, analyze_branch, joins_pieces, row_source
 
 
 def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> tuple[RegionPlan, ...]:
@@ -81,8 +83,12 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
                 return whole(f"token-mixing value {node.name} is not a tensor; reused whole")
             mixing.append(node)
             continue
+        source = row_source(node, axes)
+        if source is None and joins_pieces(node, axes):
+            return whole(f"'cat' at {node.name} joins pieces of the stream computed apart; reused whole")
         recompute.add(node)
-        stack.extend(n for n in node.all_input_nodes if n in region.branch or n is region.fork)
+        inputs = [source] if source is not None else node.all_input_nodes
+        stack.extend(n for n in inputs if n in region.branch or n is region.fork)
     slots = [_slot(point, point_axes, region)] + [_slot(m, axes[m], region) for m in sorted(mixing, key=order.__getitem__)]
     return RegionPlan(replace(region, partial_ok=True), tuple(slots), tuple(sorted(recompute, key=order.__getitem__)), axes)
 

@@ -403,19 +403,16 @@ def _cat(node: fx.Node, axes: AxesMap) -> Axes | None:
         return None
     stack = op_name(node) == "stack"
     dim = arg(node, 1, "dim", 0) % (len(out_shape))
-    result = None
-    for t in tensors:
-        if _tracked(t, axes):
-            ax = axes[t]
-            if ax is None or (result is not None and (result.batch, result.token, result.span) != (ax.batch, ax.token, ax.span)):
-                return None
-            result = ax
-    if result is None:
+    found = [axes[t] for t in tensors if _tracked(t, axes)]
+    if not found or any(ax is None or (ax.batch, ax.token) != (found[0].batch, found[0].token) for ax in found):
+        return None
+    result: Axes = found[0]  # type: ignore[assignment]
+    if not stack and dim == result.token:
+        return _cat_tokens(tensors, dim, axes, out_shape)
+    if any(ax.span != result.span for ax in found):  # type: ignore[union-attr]
         return None
     if stack:
         result = result.moved(result.batch + (dim <= result.batch), result.token + (dim <= result.token))
-    elif dim == result.token:
-        return _cat_tokens(tensors, dim, axes, out_shape)
     elif dim == result.batch:
         return None
     for t in tensors:
@@ -427,37 +424,78 @@ def _cat(node: fx.Node, axes: AxesMap) -> Axes | None:
 
 
 def _cat_tokens(tensors: list | tuple, dim: int, axes: AxesMap, out_shape: tuple[int, ...]) -> Axes | None:
-    """``cat`` along the token axis of one tracked value and values computed without the fork
-    (another stream's rows): the tracked tokens now sit at an offset among those rows."""
+    """``cat`` along the token axis. Values computed without the fork are another stream's rows:
+    the tracked tokens sit at an offset among them (``cat([text, x])``). Tracked values are
+    pieces of the stream (``cat([x[:, :N], x[:, N:]])``, each maybe through its own token-wise
+    ops): they join into one span when they follow each other in position and in token order."""
     tracked = [t for t in tensors if _tracked(t, axes)]
-    if len(tracked) != 1:
-        return None  # the fork's rows twice, or pieces of it: not modelled
-    ax: Axes = axes[tracked[0]]  # type: ignore[assignment]
-    offset = 0
+    if len(set(tracked)) != len(tracked):
+        return None  # the same rows twice
+    first: Axes = axes[tracked[0]]  # type: ignore[assignment]
+    pieces, offset = [], 0
     for t in tensors:
         shape = shape_of(t)
         if shape is None or len(shape) != len(out_shape):
             return None
-        if t is tracked[0]:
+        if t in tracked:
+            ax: Axes = axes[t]  # type: ignore[assignment]
             span = ax.span or Span(0, 0, shape[dim], shape[dim])
-            return Axes(ax.batch, ax.token, False, _normal(replace(span, at=offset + span.at), out_shape[dim]))
+            pieces.append(replace(span, at=offset + span.at))
         offset += shape[dim]
-    return None
+    joined = pieces[0]
+    for piece in pieces[1:]:
+        if (piece.total, piece.at, piece.first) != (joined.total, joined.at + joined.count, joined.first + joined.count):
+            return None
+        joined = replace(joined, count=joined.count + piece.count)
+    return Axes(first.batch, first.token, False, _normal(joined, out_shape[dim]))
 
 
 def row_source(node: fx.Node, axes: AxesMap) -> fx.Node | None:
-    """The operand whose selected rows *are* ``node``'s selected rows: a ``cat`` along the token
-    axis (the other stream's rows are not among the selected ones: a partial step drops them,
-    and that stream's own region, with its own decision, recomputes or reuses them)."""
-    ax = axes.get(node)
-    if ax is None or op_name(node) != "cat":
+    """The value whose selected rows *are* ``node``'s selected rows, for a ``cat`` along the token
+    axis: its one tracked operand (the other stream's rows are not among the selected ones: a
+    partial step drops them, and that stream's own region, with its own decision, recomputes or
+    reuses them), or the value that slices of it put back together (``cat([y[:, :N], y[:, N:]])``
+    is ``y``). None for any other node, and for pieces computed apart, which no single copy on the
+    selected rows computes (:func:`joins_pieces`)."""
+    if not _cats_tokens(node, axes):
         return None
     tensors = arg(node, 0, "tensors")
-    shape = shape_of(node)
-    if shape is None or arg(node, 1, "dim", 0) % len(shape) != ax.token:
-        return None
     tracked = [t for t in tensors if _tracked(t, axes)]
-    return tracked[0] if len(tracked) == 1 else None
+    if len(tracked) == 1:
+        return tracked[0]
+    sources = {t.args[0] for t in tensors if isinstance(t, fx.Node) and op_name(t) == "getitem"}
+    if len(sources) != 1 or len(tracked) != len(tensors):
+        return None
+    source = sources.pop()
+    shape, ax = shape_of(source), axes.get(source)
+    if not isinstance(source, fx.Node) or shape is None or ax is None:
+        return None
+    position = 0
+    for piece in tensors:
+        pairs = _index_items(piece, len(shape))
+        if pairs is None:
+            return None
+        for dim, item in pairs:
+            trivial = isinstance(item, slice) and item.indices(shape[dim]) == (0, shape[dim], 1) if dim is not None else False
+            if dim == ax.token and isinstance(item, slice):
+                start, stop, step = item.indices(shape[dim])
+                if (start, step) != (position, 1):
+                    return None
+                position = stop
+            elif not trivial:
+                return None
+    return source if position == shape[ax.token] else None
+
+
+def joins_pieces(node: fx.Node, axes: AxesMap) -> bool:
+    """A ``cat`` along the token axis of several tracked values."""
+    return _cats_tokens(node, axes) and sum(_tracked(t, axes) for t in arg(node, 0, "tensors")) > 1
+
+
+def _cats_tokens(node: fx.Node, axes: AxesMap) -> bool:
+    ax, shape = axes.get(node), shape_of(node)
+    return (ax is not None and shape is not None and op_name(node) == "cat"
+            and arg(node, 1, "dim", 0) % len(shape) == ax.token)
 
 
 def rows_index(node: fx.Node, axes: AxesMap) -> Any:
@@ -468,8 +506,7 @@ def rows_index(node: fx.Node, axes: AxesMap) -> Any:
     pairs = _index_items(node, len(shape)) if shape is not None and ax is not None else None
     if pairs is None:
         return node.args[1]
-    items = tuple(slice(None) if dim == ax.token else item for dim, item in pairs)  # type: ignore[union-attr]
-    return items
+    return tuple(slice(None) if dim == ax.token else item for dim, item in pairs)  # type: ignore[union-attr]
 
 
 def _expand(node: fx.Node, axes: AxesMap) -> Axes | None:
