@@ -68,6 +68,8 @@ class CacheSlot:
     token_axis: int
     shape: tuple[int, ...]
     dtype: object
+    offset: int = 0                 # the region's tokens start here on the token axis (a joint
+                                    # text+image attention output holds the other stream's rows too)
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,7 +35,8 @@ def _slot(node: fx.Node, axes: Axes | None, region: Region) -> CacheSlot:
     assert meta is not None, f"cache point {node} is not a tensor"
     shape = shape_of(node) or ()
     return CacheSlot(node=node, batch_axis=axes.batch if axes else region.batch_axis,
-                     token_axis=axes.token if axes else region.token_axis, shape=shape, dtype=meta.dtype)
+                     token_axis=axes.token if axes else region.token_axis, shape=shape, dtype=meta.dtype,
+                     offset=axes.span.at if axes and axes.span else 0)
 
 
 def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node, Region]) -> RegionPlan:
@@ -74,7 +75,7 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
         node_axes = axes.get(node)
         if node_axes is None:
             return whole(f"'{op_name(node) or node.op}' at {node.name} hides the token axis; reused whole")
-        if node_axes.span is not None and (node_axes.mixing or not node_axes.span.whole):
+        if node_axes.span is not None and not node_axes.span.whole:
             # rows of a selection over the whole stream: not there, or cached at other positions
             return whole(f"'{op_name(node) or node.op}' at {node.name} holds only part of the stream's tokens "
                          "among other rows; reused whole")

@@ -124,7 +124,8 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
         env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, region.batch_axis, region.token_axis))
         for old, (i, slot) in slot_of.items():
             if i > 0:  # token-mixing values inside the branch: gathered from their caches
-                env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], idx, slot.batch_axis, slot.token_axis))
+                rows = graph.call_function(operator.add, (idx, slot.offset)) if slot.offset else idx
+                env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], rows, slot.batch_axis, slot.token_axis))
         for old in plan.recompute:
             source = row_source(old, plan.axes)  # a cat with another stream: only this one's rows
             env[old] = env[source] if source is not None else _copy_on_rows(graph, old, plan, mapping, env, idx, k)

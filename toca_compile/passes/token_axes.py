@@ -174,8 +174,7 @@ def _matmul(node: fx.Node, axes: AxesMap) -> Axes | None:
         return None
     aligned = _aligned(ax, len(a_shape), len(out_shape))
     if _tracked(b, axes):
-        # token-mixing over a joint axis: not modelled (the keys' rows would be tokens too)
-        return None if ax.span is not None else Axes(aligned.batch, aligned.token, True)
+        return aligned.moved(aligned.batch, aligned.token, True)
     if ax.token != len(a_shape) - 2:
         return None  # token among the broadcast batch dims: possible but rare, stay safe
     return aligned
@@ -187,11 +186,13 @@ def _sdpa(node: fx.Node, axes: AxesMap) -> Axes | None:
     if not _tracked(q, axes) or axes[q] is None or q_shape is None or out_shape is None:
         return None
     ax = axes[q]
-    if ax.token != len(q_shape) - 2 or ax.batch >= len(q_shape) - 2 or ax.span is not None:  # type: ignore[union-attr]
-        return None  # queries over a joint axis: the mask's rows would need the offset
+    if ax.token != len(q_shape) - 2 or ax.batch >= len(q_shape) - 2:  # type: ignore[union-attr]
+        return None
     aligned = _aligned(ax, len(q_shape), len(out_shape))  # type: ignore[arg-type]
-    if _tracked(k, axes) or _tracked(v, axes):
-        return Axes(aligned.batch, aligned.token, True)
+    if _tracked(k, axes) or _tracked(v, axes):  # self- or joint attention: row-aligned, cached
+        return aligned.moved(aligned.batch, aligned.token, True)
+    if ax.span is not None:
+        return None  # queries over a joint axis: the mask's rows would need the offset
     if isinstance(mask, fx.Node):
         if _tracked(mask, axes) or not side_extent_ok(mask, aligned, len(out_shape), out_shape[aligned.batch], out_shape[aligned.token]):
             return None
@@ -318,6 +319,8 @@ def _split(node: fx.Node, axes: AxesMap) -> Axes | None:
     if not isinstance(dim, int):
         return None
     dim %= len(shape)
+    if dim == ax.token and op_name(node) in ("split", "chunk"):
+        return ax  # pieces of the token axis: each piece's span is worked out where it is taken
     if dim in (ax.batch, ax.token):
         return None
     if op_name(node) == "unbind":
@@ -350,7 +353,13 @@ def _getitem(node: fx.Node, axes: AxesMap) -> Axes | None:
     ax: Axes = axes[source]  # type: ignore[assignment]
     in_shape = shape_of(source)
     if in_shape is None:  # a tuple from split/chunk: elements keep the axes
-        return ax if isinstance(node.args[1], int) else None
+        if not isinstance(node.args[1], int):
+            return None
+        piece = _token_piece(node, axes)
+        if piece is None:
+            return ax
+        span = _sliced(ax.span, *piece) if piece else False
+        return None if span is False else Axes(ax.batch, ax.token, False, span)  # type: ignore[arg-type]
     pairs = _index_items(node, len(in_shape))
     if pairs is None:
         return None
@@ -379,6 +388,34 @@ def _getitem(node: fx.Node, axes: AxesMap) -> Axes | None:
     if batch is None or token is None or batch < 0 or token < 0:
         return None
     return Axes(batch, token, False, span)  # type: ignore[arg-type]
+
+
+def _token_piece(node: fx.Node, axes: AxesMap) -> tuple[int, int, int] | None | bool:
+    """(length of the token axis, start, stop) of ``pieces[i]`` when ``pieces`` is a split or chunk
+    of the token axis; None when it splits another axis; False when it cannot be told."""
+    pieces, i = node.args[0], node.args[1]
+    source = pieces.args[0] if isinstance(pieces, fx.Node) and pieces.args else None
+    shape, ax = shape_of(source), axes.get(source) if isinstance(source, fx.Node) else None
+    if shape is None or ax is None or op_name(pieces) not in ("split", "chunk"):
+        return None
+    dim = arg(pieces, 2, "dim", 0)
+    if not isinstance(dim, int) or dim % len(shape) != ax.token:
+        return None
+    length = shape[ax.token]
+    size = arg(pieces, 1, "chunks") if op_name(pieces) == "chunk" else (
+        arg(pieces, 1, "split_size_or_sections") if "split_size" not in pieces.kwargs else pieces.kwargs["split_size"])
+    if op_name(pieces) == "split" and isinstance(size, (list, tuple)) and all(isinstance(n, int) for n in size):
+        sizes = list(size)
+    elif op_name(pieces) == "split" and isinstance(size, int) and size > 0:
+        sizes = [size] * (length // size) + ([length % size] if length % size else [])
+    elif op_name(pieces) == "chunk" and isinstance(size, int) and size > 0:
+        step = -(-length // size)
+        sizes = [min(step, length - start) for start in range(0, length, step)]
+    else:
+        return False
+    if sum(sizes) != length or not 0 <= i < len(sizes):
+        return False
+    return length, sum(sizes[:i]), sum(sizes[:i + 1])
 
 
 def _sliced(span: Span | None, length: int, start: int, stop: int) -> Span | None | bool:
@@ -456,7 +493,10 @@ def row_source(node: fx.Node, axes: AxesMap) -> fx.Node | None:
     partial step drops them, and that stream's own region, with its own decision, recomputes or
     reuses them), or the value that slices of it put back together (``cat([y[:, :N], y[:, N:]])``
     is ``y``). None for any other node, and for pieces computed apart, which no single copy on the
-    selected rows computes (:func:`joins_pieces`)."""
+    selected rows computes (:func:`joins_pieces`). A piece of a split of the token axis that holds
+    every selected token is the value split, on the selected rows."""
+    if op_name(node) == "getitem" and shape_of(node.args[0]) is None and _token_piece(node, axes):
+        return node.args[0].args[0]  # type: ignore[union-attr]
     if not _cats_tokens(node, axes):
         return None
     tensors = arg(node, 0, "tensors")
