@@ -20,6 +20,12 @@ The modules (all B=2 samples, C=32 channels, 2 heads):
                       ``nn.MultiheadAttention`` writes it: ``x + mha(ln x)``, ``x + mlp(ln x)``.
 * ``NoResidual``    — fc1, gelu, fc2 on a token stream with no residual add.
 * ``OuterResidual`` — ``x + proj(h)`` around an inner residual MLP block ``h = x + mlp(x)``.
+* ``JointParallel`` — HunyuanVideo's single-stream block over the joint stream
+                      ``h = cat([x, text])`` [B, N+M, C]: one modulated norm; the attention slices
+                      it into the image and text pieces and concatenates them again, rotates only
+                      the image queries (``cat([q[:, :N] * rot, q[:, N:]])``), and its output is
+                      split into the pieces and concatenated back; an MLP beside it;
+                      ``h + gate·proj_out(cat(attn, gelu(mlp_in)))``.
 * ``SharedMLP``     — CogVideoX's feed-forward: image x [B, N, C] and text [B, M, C], a
                       timestep embedding as TinyDiT's, ``depth`` blocks each running ONE MLP
                       (fc1, gelu, fc2) over ``cat([norm_text(text), norm(x)·(1+scale)+shift],
@@ -295,8 +301,9 @@ class OuterResidual(nn.Module):
 
 
 class SharedMLPBlock(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, split: bool = False) -> None:
         super().__init__()
+        self.split = split  # take the streams back with out.split([M, N], dim=1) (FLUX.3) instead of slices
         self.ada = nn.Linear(C, 4 * C)
         self.norm = nn.LayerNorm(C, elementwise_affine=False)
         self.norm_text = nn.LayerNorm(C)
@@ -312,15 +319,18 @@ class SharedMLPBlock(nn.Module):
         h = torch.cat([self.norm_text(text), self.norm(x) * (1 + scale) + shift], dim=1) + self.pos
         out = self.mlp(h)
         m = text.shape[1]
-        return x + gate * out[:, m:], text + gate_text * out[:, :m]
+        pieces = out.split([m, x.shape[1]], dim=1) if self.split else None
+        out_x = pieces[1] if pieces is not None else out[:, m:]  # the image's first: region 0
+        out_text = pieces[0] if pieces is not None else out[:, :m]
+        return x + gate * out_x, text + gate_text * out_text
 
 
 class SharedMLP(nn.Module):
-    def __init__(self, depth: int = 2) -> None:
+    def __init__(self, depth: int = 2, split: bool = False) -> None:
         super().__init__()
         self.t1 = nn.Linear(C, C)
         self.t2 = nn.Linear(C, C)
-        self.blocks = nn.ModuleList([SharedMLPBlock() for _ in range(depth)])
+        self.blocks = nn.ModuleList([SharedMLPBlock(split) for _ in range(depth)])
 
     def embed(self, t: torch.Tensor) -> torch.Tensor:
         freqs = torch.exp(-math.log(10000.0) * torch.arange(C // 2) / (C // 2))
@@ -343,10 +353,48 @@ def dit(depth: int = 2, cross: bool = False) -> Captured:
     return capture(TinyDiT(depth, cross), *args)
 
 
+class JointParallel(nn.Module):
+    def __init__(self, apart: bool = False) -> None:
+        super().__init__()
+        self.apart = apart  # the MLP reads the pieces computed apart too: cat([x[:, :N] * rot, x[:, N:]])
+        self.t = nn.Linear(C, C)
+        self.ada = nn.Linear(C, 3 * C)
+        self.norm = nn.LayerNorm(C, elementwise_affine=False)
+        self.qkv = nn.Linear(C, 3 * C)
+        self.rot = nn.Parameter(torch.randn(1, N, C))
+        self.mlp_in = nn.Linear(C, 2 * C)
+        self.proj_out = nn.Linear(3 * C, C)
+
+    def modulation(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate: each [B, 1, C]."""
+        return self.ada(F.silu(self.t(t[:, None].expand(-1, C)))).unsqueeze(1).chunk(3, dim=-1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([x, text], dim=1)
+        n = x.shape[1]
+        shift, scale, gate = self.modulation(t)
+        y = self.norm(h) * (1 + scale) + shift
+        joint = torch.cat([y[:, :n], y[:, n:]], dim=1)
+        q, k, v = self.qkv(joint).chunk(3, dim=-1)
+        q = torch.cat([q[:, :n] * self.rot, q[:, n:]], dim=1)
+        q, k, v = (z.view(B, -1, HEADS, C // HEADS).transpose(1, 2) for z in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, -1, C)
+        o = torch.cat([o[:, :n], o[:, n:]], dim=1)
+        m = torch.cat([y[:, :n] * self.rot, y[:, n:]], dim=1) if self.apart else y
+        h = h + gate * self.proj_out(torch.cat([o, F.gelu(self.mlp_in(m))], dim=-1))
+        return h[:, :n], h[:, n:]
+
+
 @functools.cache
-def shared_mlp(depth: int = 2) -> Captured:
+def joint_parallel(apart: bool = False) -> Captured:
     torch.manual_seed(0)
-    return capture(SharedMLP(depth), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
+    return capture(JointParallel(apart), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
+
+
+@functools.cache
+def shared_mlp(depth: int = 2, split: bool = False) -> Captured:
+    torch.manual_seed(0)
+    return capture(SharedMLP(depth, split), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
 
 
 @functools.cache
@@ -1237,15 +1285,19 @@ def test_rewrite_rows_shared_mlp_runs_the_mlp_on_the_selected_rows_only():
     assert sorted(shapes[n.name] for n in linear_of(gm, captured, block.mlp.fc2)) == [(B, 2, C), (B, 3, C)]
 
 
-def test_rewrite_rows_shared_mlp_equals_a_hand_written_partial_step():
+@pytest.mark.parametrize("split", [False, True])
+def test_rewrite_rows_shared_mlp_equals_a_hand_written_partial_step(split):
     """On real tensors: a rows step (image k=5, text REUSE; then image REUSE, text k=3) equals
     the step written out by hand: the top-k tokens of the base score, those rows of x (and of
     the position table at M + token) through the block's own norm, modulation and MLP, written
-    into a copy of the cache; the reused stream reads its cache; both gates are the current ones."""
-    captured = shared_mlp(depth=1)
+    into a copy of the cache; the reused stream reads its cache; both gates are the current ones.
+    The same when the streams are taken back with ``split([M, N], dim=1)``."""
+    captured = shared_mlp(depth=1, split=split)
     model, block = captured.model, captured.model.blocks[0]
     x, text, t = captured.args
     ctx = analyse(captured, JOINT)
+    regions = sorted((p.region.tokens != N, p.region.index) for p in ctx.plans)  # the image's first
+    image, txt = (index for _, index in regions)
     with torch.no_grad():
         shift, scale, gate, gate_text = block.modulation(model.embed(t))
         for image_k, text_k in ((5, 0), (0, 3)):
@@ -1255,9 +1307,9 @@ def test_rewrite_rows_shared_mlp_equals_a_hand_written_partial_step():
             for (_, name), tensor in by_key.items():
                 if name in ("slot0", "base"):
                     tensor.copy_(torch.randn(tensor.shape, generator=generator))
-            caches = [by_key[(i, "slot0")].clone() for i in (0, 1)]
-            bases = [by_key[(i, "base")].clone() for i in (0, 1)]
-            got_x, got_text = variant(ctx, {0: image_k or REUSE, 1: text_k or REUSE})(*captured.inputs, *state)
+            caches = [by_key[(i, "slot0")].clone() for i in (image, txt)]
+            bases = [by_key[(i, "base")].clone() for i in (image, txt)]
+            got_x, got_text = variant(ctx, {image: image_k or REUSE, txt: text_k or REUSE})(*captured.inputs, *state)
 
             want = [cache.clone() for cache in caches]
             if image_k:
@@ -1271,8 +1323,8 @@ def test_rewrite_rows_shared_mlp_equals_a_hand_written_partial_step():
                     want[1][b, idx[b]] = block.mlp(block.norm_text(text[b, idx[b]]) + block.pos[0, idx[b]])
             torch.testing.assert_close(got_x, x + gate * want[0], rtol=1e-6, atol=1e-6)
             torch.testing.assert_close(got_text, text + gate_text * want[1], rtol=1e-6, atol=1e-6)
-            torch.testing.assert_close(by_key[(0, "slot0")], want[0], rtol=1e-6, atol=1e-6)
-            torch.testing.assert_close(by_key[(1, "slot0")], want[1], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(by_key[(image, "slot0")], want[0], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(by_key[(txt, "slot0")], want[1], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("interval, ratio", [(1, 0.3), (3, 1.0)])
@@ -1297,3 +1349,65 @@ def test_shared_mlp_equals_the_model_when_every_token_is_computed(interval, rati
             for got, want in zip(fast(*inputs), model(*inputs)):
                 torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     assert_caching_active(toca, partial=ratio == 1.0)
+
+
+def test_plan_joint_parallel_puts_the_pieces_back_together():
+    """HunyuanVideo's single-stream block: the fork is the joint stream [B, N+M, C]. Slices of it
+    concatenated again in order are the value sliced, so the attention output put back from its
+    pieces is the attention output: a partial step recomputes norm, modulation (mul, add),
+    transpose, reshape, that cat (of the SDPA output's rows), mlp_in, gelu, the cat with the MLP
+    and proj_out, and caches the SDPA output (slot 1, [B, H, N+M, D]). The rotated query pieces
+    are computed apart, but only the attention reads them, and it is cached."""
+    captured = joint_parallel()
+    plans = analyse(captured, JOINT, through="plan").plans
+    assert [(p.region.kind, p.region.tokens, p.partial) for p in plans] == [("parallel", N + M, True)]
+    (plan,) = plans
+    assert [op_kind(n) for n in plan.recompute] == [
+        "layer_norm", "mul", "add", "transpose", "reshape", "cat", "linear", "gelu", "cat", "linear"]
+    assert plan.recompute[-1] is linear_of(captured.gm, captured, captured.model.proj_out)[0]
+    (sdpa,) = [n for n in captured.gm.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
+    assert [s.node for s in plan.slots] == [plan.region.cache_point, sdpa]
+    assert [(s.batch_axis, s.token_axis, s.shape) for s in plan.slots] == [
+        (0, 1, (B, N + M, C)), (0, 2, (B, HEADS, N + M, C // HEADS))]
+
+
+def test_plan_pieces_computed_apart_on_the_way_back_are_reused_whole():
+    """When the MLP reads ``cat([y[:, :N] * rot, y[:, N:]])``, the pieces went through different
+    ops: no copy of the branch on the selected rows computes that cat, so the region is reused
+    whole and the note names the cat."""
+    captured = joint_parallel(apart=True)
+    (plan,) = analyse(captured, JOINT, through="plan").plans
+    assert not plan.partial and plan.recompute == ()
+    assert "joins pieces of the stream computed apart" in plan.region.note
+
+
+def test_rewrite_rows_joint_parallel_equals_a_hand_written_partial_step():
+    """On real tensors, a rows step (k=7 of N+M=24 joint tokens) equals the step written out by
+    hand: the top-k tokens of the base score; those rows of the joint stream through the norm,
+    modulation, mlp_in and gelu; the cached SDPA output's rows at those tokens, heads merged;
+    proj_out of both, written into a copy of the cache; the current gate."""
+    captured = joint_parallel()
+    model = captured.model
+    x, text, t = captured.args
+    ctx = analyse(captured, JOINT)
+    state = state_tensors(ctx)
+    by_key = {spec.key: tensor for spec, tensor in zip(ctx.specs, state)}
+    generator = torch.Generator().manual_seed(7)
+    for (_, name), tensor in by_key.items():
+        if name in ("slot0", "slot1", "base"):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+    cache, attention, base = (by_key[(0, name)].clone() for name in ("slot0", "slot1", "base"))
+    with torch.no_grad():
+        got_x, got_text = variant(ctx, {0: 7})(*captured.inputs, *state)
+        shift, scale, gate = model.modulation(t)
+        h = torch.cat([x, text], dim=1)
+        want = cache.clone()
+        idx = base.topk(7, dim=1).indices
+        for b in range(B):
+            y = model.norm(h[b, idx[b]]) * (1 + scale[b]) + shift[b]
+            o = attention[b, :, idx[b]].transpose(0, 1).reshape(7, C)
+            want[b, idx[b]] = model.proj_out(torch.cat([o, F.gelu(model.mlp_in(y))], dim=-1))
+        out = h + gate * want
+    torch.testing.assert_close(got_x, out[:, :N], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_text, out[:, N:], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(by_key[(0, "slot0")], want, rtol=1e-6, atol=1e-6)
