@@ -367,7 +367,7 @@ class JointParallel(nn.Module):
 
     def modulation(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """shift, scale, gate: each [B, 1, C]."""
-        return self.ada(F.silu(self.t(t[:, None].expand(-1, C)))).unsqueeze(1).chunk(3, dim=-1)
+        return self.ada(F.silu(self.t(t[:, None].expand(-1, C) / 1000))).unsqueeze(1).chunk(3, dim=-1)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.cat([x, text], dim=1)
