@@ -394,8 +394,8 @@ def _token_piece(node: fx.Node, axes: AxesMap) -> tuple[int, int, int] | None | 
     """(length of the token axis, start, stop) of ``pieces[i]`` when ``pieces`` is a split or chunk
     of the token axis; None when it splits another axis; False when it cannot be told."""
     pieces, i = node.args[0], node.args[1]
-    source = pieces.args[0] if isinstance(pieces, fx.Node) and pieces.args else None
-    shape, ax = shape_of(source), axes.get(source) if isinstance(source, fx.Node) else None
+    source = _split_source(pieces, axes)
+    shape, ax = shape_of(source), axes.get(source) if source is not None else None
     if shape is None or ax is None or op_name(pieces) not in ("split", "chunk"):
         return None
     dim = arg(pieces, 2, "dim", 0)
@@ -416,6 +416,14 @@ def _token_piece(node: fx.Node, axes: AxesMap) -> tuple[int, int, int] | None | 
     if sum(sizes) != length or not 0 <= i < len(sizes):
         return False
     return length, sum(sizes[:i]), sum(sizes[:i + 1])
+
+
+def _split_source(pieces: Any, axes: AxesMap) -> fx.Node | None:
+    """The tracked tensor a split / chunk node splits (given by position or keyword)."""
+    if not isinstance(pieces, fx.Node):
+        return None
+    found = _only_tracked(pieces, axes)
+    return found[0] if found is not None else None
 
 
 def _sliced(span: Span | None, length: int, start: int, stop: int) -> Span | None | bool:
@@ -496,19 +504,18 @@ def row_source(node: fx.Node, axes: AxesMap) -> fx.Node | None:
     selected rows computes (:func:`joins_pieces`). A piece of a split of the token axis that holds
     every selected token is the value split, on the selected rows."""
     if op_name(node) == "getitem" and shape_of(node.args[0]) is None and _token_piece(node, axes):
-        return node.args[0].args[0]  # type: ignore[union-attr]
+        return _split_source(node.args[0], axes)
     if not _cats_tokens(node, axes):
         return None
     tensors = arg(node, 0, "tensors")
     tracked = [t for t in tensors if _tracked(t, axes)]
     if len(tracked) == 1:
         return tracked[0]
-    sources = {t.args[0] for t in tensors if isinstance(t, fx.Node) and op_name(t) == "getitem"}
-    if len(sources) != 1 or len(tracked) != len(tensors):
+    source = tensors[0].args[0] if op_name(tensors[0]) == "getitem" else None
+    if not isinstance(source, fx.Node) or any(op_name(t) != "getitem" or t.args[0] is not source for t in tensors):
         return None
-    source = sources.pop()
     shape, ax = shape_of(source), axes.get(source)
-    if not isinstance(source, fx.Node) or shape is None or ax is None:
+    if shape is None or ax is None:
         return None
     position = 0
     for piece in tensors:
