@@ -26,6 +26,10 @@ The modules (all B=2 samples, C=32 channels, 2 heads):
                       the image queries (``cat([q[:, :N] * rot, q[:, N:]])``), and its output is
                       split into the pieces and concatenated back; an MLP beside it;
                       ``h + gate·proj_out(cat(attn, gelu(mlp_in)))``.
+* ``JointBlock3``   — FLUX.3's joint parallel block for the image stream x [B, N, C]:
+                      ``h = cat([norm_text(text), norm(x)·(1+scale)+shift])`` [B, M+N, C], one
+                      attention over h and an MLP beside it, summed, split back with
+                      ``.split([M, N], dim=1)``: ``x + gate·(attn(h) + mlp(h))[image piece]``.
 * ``SharedMLP``     — CogVideoX's feed-forward: image x [B, N, C] and text [B, M, C], a
                       timestep embedding as TinyDiT's, ``depth`` blocks each running ONE MLP
                       (fc1, gelu, fc2) over ``cat([norm_text(text), norm(x)·(1+scale)+shift],
@@ -383,6 +387,33 @@ class JointParallel(nn.Module):
         m = torch.cat([y[:, :n] * self.rot, y[:, n:]], dim=1) if self.apart else y
         h = h + gate * self.proj_out(torch.cat([o, F.gelu(self.mlp_in(m))], dim=-1))
         return h[:, :n], h[:, n:]
+
+
+class JointBlock3(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Linear(C, C)
+        self.ada = nn.Linear(C, 3 * C)
+        self.norm = nn.LayerNorm(C, elementwise_affine=False)
+        self.norm_text = nn.LayerNorm(C)
+        self.attn = Attention()
+        self.mlp = Mlp()
+
+    def modulation(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate: each [B, 1, C]."""
+        return self.ada(F.silu(self.t(t[:, None].expand(-1, C) / 1000))).unsqueeze(1).chunk(3, dim=-1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.modulation(t)
+        h = torch.cat([self.norm_text(text), self.norm(x) * (1 + scale) + shift], dim=1)
+        _, out = (self.attn(h) + self.mlp(h)).split([text.shape[1], x.shape[1]], dim=1)
+        return x + gate * out
+
+
+@functools.cache
+def joint_block3() -> Captured:
+    torch.manual_seed(0)
+    return capture(JointBlock3(), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
 
 
 @functools.cache
@@ -1410,4 +1441,50 @@ def test_rewrite_rows_joint_parallel_equals_a_hand_written_partial_step():
         out = h + gate * want
     torch.testing.assert_close(got_x, out[:, :N], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got_text, out[:, N:], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(by_key[(0, "slot0")], want, rtol=1e-6, atol=1e-6)
+
+
+def test_plan_joint_attention_over_the_streams_is_cached_at_the_streams_offset():
+    """FLUX.3's joint block: the attention over cat(text, image) mixes tokens, so it is cached
+    (slot 1, [B, H, M+N, D]) with the image tokens from row M on; the rest is token-wise on the
+    joint axis and recomputed on the image's rows: norm, modulation (mul, add), the cat, what
+    follows the SDPA (transpose, reshape, proj), fc1, gelu, fc2, the sum and the image's piece
+    of the split (the qkv linear feeds only the cached attention)."""
+    captured = joint_block3()
+    (plan,) = analyse(captured, JOINT, through="plan").plans
+    assert (plan.region.kind, plan.region.tokens, plan.partial) == ("parallel", N, True)
+    assert [op_kind(n) for n in plan.recompute] == [
+        "layer_norm", "mul", "add", "cat", "transpose", "reshape", "linear", "linear", "gelu", "linear",
+        "add", "getitem"]
+    (sdpa,) = [n for n in captured.gm.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
+    assert [s.node for s in plan.slots] == [plan.region.cache_point, sdpa]
+    assert [(s.token_axis, s.shape, s.offset) for s in plan.slots] == [
+        (1, (B, N, C), 0), (2, (B, HEADS, M + N, C // HEADS), M)]
+
+
+def test_rewrite_rows_joint_attention_rows_are_read_at_the_streams_offset():
+    """On real tensors, a rows step (k=6 of the N=16 image tokens) equals the step written out
+    by hand: the cached attention's rows M + token, the MLP on the image rows, summed, written
+    into a copy of the cache; the current gate."""
+    captured = joint_block3()
+    model = captured.model
+    x, text, t = captured.args
+    ctx = analyse(captured, JOINT)
+    state = state_tensors(ctx)
+    by_key = {spec.key: tensor for spec, tensor in zip(ctx.specs, state)}
+    generator = torch.Generator().manual_seed(3)
+    for (_, name), tensor in by_key.items():
+        if name in ("slot0", "slot1", "base"):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+    cache, attention, base = (by_key[(0, name)].clone() for name in ("slot0", "slot1", "base"))
+    with torch.no_grad():
+        (got,) = variant(ctx, {0: 6})(*captured.inputs, *state)
+        shift, scale, gate = model.modulation(t)
+        want = cache.clone()
+        idx = base.topk(6, dim=1).indices
+        for b in range(B):
+            y = model.norm(x[b, idx[b]]) * (1 + scale[b]) + shift[b]
+            o = attention[b, :, M + idx[b]].transpose(0, 1).reshape(6, C)
+            want[b, idx[b]] = model.attn.proj(o) + model.mlp(y)
+    torch.testing.assert_close(got, x + gate * want, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(by_key[(0, "slot0")], want, rtol=1e-6, atol=1e-6)
