@@ -681,13 +681,18 @@ class JointBlock(nn.Module):
         ff = self.ff if self.spec.shared_mlp else self.ff_text
         return ff(modulate(self.norm2_text(text), mod[1][3], mod[1][4]))
 
+    def shared_mlp_branch(self, x: Tensor, text: Tensor, mod) -> Tensor:
+        """CogVideoX: ONE feed-forward over cat(text, image) along the tokens, [B, T+N, C].
+        Token-wise, so its rows of each stream are ``text_mlp_branch`` / ``mlp_branch`` of that
+        stream (what the oracle computes)."""
+        return self.ff(torch.cat([modulate(self.norm2_text(text), mod[1][3], mod[1][4]),
+                                  modulate(self.norm2(x), mod[0][3], mod[0][4])], dim=1))
+
     def shared_mlp_joins(self, x: Tensor, text: Tensor, mod) -> tuple[Tensor, Tensor | None]:
-        """CogVideoX: ONE feed-forward over cat(text, image) along the tokens, sliced back into
-        the two streams (the image rows first: the same region order as separate MLPs). Token-wise,
-        so its rows of each stream are ``mlp_branch`` / ``text_mlp_branch`` of that stream."""
+        """The shared feed-forward's output sliced back into the two streams, the image rows
+        first (the same region order as separate MLPs)."""
         t = text.shape[1]
-        out = self.ff(torch.cat([modulate(self.norm2_text(text), mod[1][3], mod[1][4]),
-                                 modulate(self.norm2(x), mod[0][3], mod[0][4])], dim=1))
+        out = self.shared_mlp_branch(x, text, mod)
         x = residual(x, self.gate_mlp(mod), out[:, t:])
         return x, residual(text, self.gate_mlp_text(mod), out[:, :t]) if self.text_continues else None
 

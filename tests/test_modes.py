@@ -238,6 +238,7 @@ def linear_model(spec: ArchSpec, seed: int) -> TinyDiT:
                                        (h @ A, text @ C if keep else None))
             block.mlp_branch = lambda h, mod: h @ B
             block.text_mlp_branch = lambda text, mod: text @ D
+            block.shared_mlp_branch = lambda h, text, mod: torch.cat([text @ D, h @ B], dim=1)
         else:
             block.attn_branch = lambda h, mod: h @ A
             block.mlp_branch = lambda h, mod: h @ B
