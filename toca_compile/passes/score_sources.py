@@ -25,8 +25,9 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: tu
     grids = _token_grids(gm)
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     # Scores cost an attention-map estimate on every full step: skip them when no partial
-    # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer).
-    selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
+    # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer without forecast_refresh).
+    selects = (config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))) \
+        or (config.mode == "taylorseer" and config.forecast_refresh > 0)
     by_block: dict[int, list[RegionPlan]] = {}
     for plan in plans:
         by_block.setdefault(plan.region.block, []).append(plan)
