@@ -243,13 +243,16 @@ def l2(x: Tensor) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def received_attention(q: Tensor, k: Tensor, queries: int) -> Tensor:
+def received_attention(q: Tensor, k: Tensor, queries: int, first: int = 0, count: int | None = None) -> Tensor:
     """s1: column sums of the head-mean attention map over ``queries`` evenly strided query rows
-    (``floor(i·N/m)``; all rows when m >= N), l2-normalised over the tokens."""
-    n = q.shape[-2]
+    (``floor(i·N/m)``; all rows when m >= N), l2-normalised over the tokens. Joint attention:
+    only the ``count`` tokens from ``first`` are this stream's; its rows are the queries, its
+    columns are summed, the softmax is over every key."""
+    n = q.shape[-2] if count is None else count
     rows = list(range(n)) if queries >= n else [int(i * n / queries) for i in range(queries)]
+    rows = [first + r for r in rows]
     probs = torch.softmax((q[..., rows, :].double() @ k.double().transpose(-1, -2)) / math.sqrt(q.shape[-1]), -1)
-    return l2(probs.mean(dim=1).sum(dim=-2)).float()
+    return l2(probs.mean(dim=1).sum(dim=-2)[:, first:first + n]).float()
 
 
 def cross_attention_entropy(q: Tensor, k: Tensor, halves: bool) -> Tensor:
@@ -377,8 +380,7 @@ class ReferenceToCa:
         self.num_blocks = len(spec.block_calls)  # block calls: a shared block counts twice
         selects = (config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))) \
             or (config.mode == "taylorseer" and config.forecast_refresh > 0)
-        self.scored = (config.score != "random" and selects and spec.attention == "sdpa" and not spec.joint
-                       and spec.key_mask == "none")
+        self.scored = config.score != "random" and selects and spec.attention == "sdpa" and spec.key_mask == "none"
         # nn.MultiheadAttention is one opaque node: a branch around it cannot run on a row subset
         self.whole = {"cross_attn", "parallel"} if spec.attention == "mha" else set()
         self.seq_first = spec.seq_first
@@ -494,18 +496,33 @@ class ReferenceToCa:
     def _joint_block(self, run: _Pass, block: JointBlock, x: Tensor, c: Tensor, text: Tensor):
         mod = block.modulation(c)
         both: list[Tensor | None] = []
+        scores: dict[str, Tensor] = {}
+        if self.scored and self._computes(run, "joint_attn"):  # text rows come first in the sequence
+            q, k, v = block.joint_heads(x, text, mod, **_kw(self.ctx))
+            t, n = text.shape[1], x.shape[1]
+            if self.config.score == "attention":
+                scores = {"image": received_attention(q, k, self.config.score_queries, t, n),
+                          "text": received_attention(q, k, self.config.score_queries, 0, t)}
+            else:
+                scores = {"image": value_norm_score(v[..., t:, :]), "text": value_norm_score(v[..., :t, :])}
 
         def compute() -> Tensor:
             both.extend(block.joint_attn_branch(x, text, mod, **_kw(self.ctx)))
             return both[0]
 
+        def image_mlp(x: Tensor) -> Tensor:
+            if "image" in scores:
+                run.scores["self"] = scores["image"]
+            return self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ("joint_attn",))
+
         x = residual(x, block.gate_attn(mod), self._mixing(run, "joint_attn", compute))
         if not block.text_continues:
-            return residual(x, block.gate_mlp(mod),
-                            self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ())), None
+            return residual(x, block.gate_mlp(mod), image_mlp(x)), None
         text = residual(text, block.gate_attn_text(mod), self._mixing(run, "joint_attn", lambda: both[1]))
-        x = residual(x, block.gate_mlp(mod), self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ()))
-        p = self._tokenwise(run, "mlp", text, lambda r, i: block.text_mlp_branch(r, mod), ())
+        x = residual(x, block.gate_mlp(mod), image_mlp(x))
+        if "text" in scores:
+            run.scores["self"] = scores["text"]
+        p = self._tokenwise(run, "mlp", text, lambda r, i: block.text_mlp_branch(r, mod), ("joint_attn",))
         return x, residual(text, block.gate_mlp_text(mod), p)
 
     def _parallel_block(self, run: _Pass, block: ParallelBlock, x: Tensor, c: Tensor) -> Tensor:
