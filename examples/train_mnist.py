@@ -158,17 +158,25 @@ def ema_update_(ema, model, decay: float) -> None:
         pe.lerp_(pm, 1.0 - decay)
 
 
-def train_dit(args, train_x, train_y, log):
+def build_dit():
     from diffusers import DiTTransformer2DModel
 
-    torch.manual_seed(args.seed)
     model = DiTTransformer2DModel(**zoo.MNIST_DIT_CONFIG)
     init_dit_(model)
     disable_internal_label_dropout_(model)
+    return model
+
+
+def train_dit(args, train_x, train_y, log, build=build_dit, config=None):
+    """Train the model ``build()`` returns (called after seeding; anything called as
+    ``model(xt, timestep=t, class_labels=y, return_dict=False)[0]``); returns it, its EMA and a
+    record of the run."""
+    torch.manual_seed(args.seed)
+    model = build()
     model.train()
     ema = copy.deepcopy(model).eval().requires_grad_(False) if args.ema > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"DiT: {n_params / 1e6:.2f}M parameters, config {zoo.MNIST_DIT_CONFIG}")
+    log(f"model: {n_params / 1e6:.2f}M parameters, config {config if config is not None else zoo.MNIST_DIT_CONFIG}")
 
     sched = zoo.make_scheduler("ddpm")
     alphas_cumprod = sched.alphas_cumprod.float()

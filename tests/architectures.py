@@ -665,6 +665,15 @@ class JointBlock(nn.Module):
         p_txt = self.text_out(o_txt) if self.text_continues else None
         return p_img, p_txt
 
+    def joint_heads(self, x: Tensor, text: Tensor, mod, ctx: Ctx | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The joint attention's q, k, v [B, H, T + N, D] (text rows first) as the attention op
+        receives them (what token scores read)."""
+        m_img, m_txt = mod
+        h = modulate(self.norm1(x), m_img[0], m_img[1])
+        ht = modulate(self.norm1_text(text), m_txt[0], m_txt[1])
+        rope = _ctx(ctx, "rope_joint")
+        return self.attn.heads(*_qkv(self.spec, torch.cat([self.text_qkv(ht), self.to_qkv(h)], dim=1)), rope, rope)
+
     def gate_attn(self, mod) -> Tensor | None:
         return mod[0][2]
 

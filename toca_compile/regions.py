@@ -102,4 +102,6 @@ class ScoreSource:
     cross_query: fx.Node | None = None          # cross-attention q, k (s2), if the block has one
     cross_key: fx.Node | None = None
     cross_scale: float | None = None
+    offset: int = 0                             # joint attention: where this stream's tokens start
+    span: int | None = None                     # among its keys, and how many (None: all keys)
     grid: tuple[int, ...] = ()                  # token grid from the patch embedding, () if none

@@ -8,6 +8,8 @@ from outside the branch that run along the token axis are gathered too; token-mi
 come from their own caches), and ``index_put_`` of the result into the cache. Everything that
 used the cache point then reads the updated cache; the gate and residual add stay as they are,
 so they use the current step's modulation. Dead code (the skipped attention) is removed.
+A TaylorSeer region forecasts its output instead; with forecast rows (``forecast_refresh``) the
+same row copy then writes its exact rows into the forecast rather than into the cache.
 """
 from __future__ import annotations
 
@@ -68,7 +70,12 @@ def rewrite_variant(gm: fx.GraphModule, plans: tuple[RegionPlan, ...], specs: tu
         elif action is Action.FORECAST:
             if (plan.region.index, "taylor1") not in state:
                 raise RewriteError(f"region {plan.region.label}: FORECAST needs the Taylor state of mode='taylorseer'")
-            _forecast(new.graph, plan, mapping, state)
+            if decision.rows and not plan.partial:
+                raise RewriteError(f"region {plan.region.label} is reused whole ({plan.region.note or 'not token-wise'}); "
+                                   f"it cannot recompute {decision.rows} forecast rows")
+            if decision.rows and (plan.region.index, "stale") not in state:
+                raise RewriteError(f"region {plan.region.label}: forecast rows need the selection state of forecast_refresh > 0")
+            _forecast(new.graph, plan, mapping, state, decision.rows, config)
         elif action is Action.REUSE:
             _reuse(new.graph, plan, mapping, state)
         elif not plan.partial:
@@ -97,12 +104,17 @@ def _constants(graph: fx.Graph, constants: tuple[ConstantValue, ...], use: str, 
                     mapping[key] = cache
 
 
-def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
+def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig) -> None:
+    """The Taylor forecast of the branch output; with ``k > 0`` its selected rows are then
+    overwritten by rows computed exactly. The forecast is a fresh tensor, so the stored
+    differences (from full steps only) stay as they were."""
     index, point = plan.region.index, mapping[plan.region.cache_point]
     with graph.inserting_before(point):
         value = graph.call_function(taylor_forecast, (state[(index, "slot0")], state[(index, "taylor1")],
                                                       state.get((index, "taylor2")), state[(GLOBAL, "taylor_k")]))
-    point.replace_all_uses_with(value)
+    if k:
+        value = _recompute_rows(graph, plan, mapping, state, k, config, target=value)
+    point.replace_all_uses_with(value, delete_user_cb=lambda user: user is not value)
 
 
 def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
@@ -110,7 +122,10 @@ def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> Non
     point.replace_all_uses_with(state[(plan.region.index, "slot0")])
 
 
-def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig) -> None:
+def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig,
+                    target: fx.Node | None = None) -> fx.Node:
+    """Recompute ``k`` selected rows and write them into ``target`` (default: the region's
+    cache, whose every user then reads it); returns the written tensor."""
     region = plan.region
     index = region.index
     point = mapping[region.cache_point]
@@ -130,11 +145,14 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
             source = row_source(old, plan.axes)  # a cat with another stream: only this one's rows
             env[old] = env[source] if source is not None else _copy_on_rows(graph, old, plan, mapping, env, idx, k)
         head = plan.slots[0]
-        write = graph.call_function(put_rows, (state[(index, "slot0")], idx, head.batch_axis, head.token_axis, env[region.cache_point]))
+        into = state[(index, "slot0")] if target is None else target
+        write = graph.call_function(put_rows, (into, idx, head.batch_axis, head.token_axis, env[region.cache_point]))
         stale = graph.call_function(refresh_staleness, (state[(index, "stale")], idx))
     write.meta[EFFECT] = True
     stale.meta[EFFECT] = True
-    point.replace_all_uses_with(write, delete_user_cb=lambda user: user is not write)
+    if target is None:
+        point.replace_all_uses_with(write, delete_user_cb=lambda user: user is not write)
+    return write
 
 
 def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict, env: dict, idx: fx.Node, k: int) -> fx.Node:
