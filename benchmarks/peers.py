@@ -108,6 +108,10 @@ TOCA_ROWS: list[tuple[str, str, ToCaConfig]] = [
     # the schedules `toca calibrate` wrote for this model (on noise no row here uses)
     *[(f"toca-calibrated-{r:g}x", f"calibrated {r:g}× (TaylorSeer O=1)", ToCaConfig.from_schedule_file(path))
       for r, path in zoo.mnist_schedule_files().items()],
+    # the same schedules with token-wise refresh on top of the forecast (forecast_refresh)
+    *[(f"toca-calibrated-{r:g}x-fr{f:g}", f"calibrated {r:g}× + {f:.0%} rows on forecast steps",
+       ToCaConfig.from_schedule_file(path, forecast_refresh=f))
+      for r, path in zoo.mnist_schedule_files().items() if r >= 3 for f in (0.1, 0.25)],
 ]
 
 

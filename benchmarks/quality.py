@@ -202,8 +202,7 @@ def _uncached_flops_per_image(model, labels: torch.Tensor, guidance: float) -> f
     b = labels.numel()
     n = 2 * b if guidance > 1.0 else b
     device = next(model.parameters()).device
-    size = model.config.sample_size
-    x = torch.zeros(n, model.config.in_channels, size, size, device=device)
+    x = torch.zeros(n, 1, zoo.IMAGE_SIZE, zoo.IMAGE_SIZE, device=device)  # both bundled DiTs: 28x28 pixels
     y = torch.cat([labels, torch.full_like(labels, zoo.NULL_LABEL)]) if guidance > 1.0 else labels
     t = torch.full((n,), 500, device=device)
     with torch.no_grad():

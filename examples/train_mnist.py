@@ -169,18 +169,25 @@ def ema_update_(ema, model, decay: float) -> None:
         pe.lerp_(pm, 1.0 - decay)
 
 
-def train_dit(args, train_x, train_y, log):
+def build_dit(config: dict = zoo.MNIST_DIT_CONFIG):
     from diffusers import DiTTransformer2DModel
 
-    torch.manual_seed(args.seed)
-    config = zoo.dit_variant(args.variant).config
     model = DiTTransformer2DModel(**config)
     init_dit_(model)
     disable_internal_label_dropout_(model)
+    return model
+
+
+def train_dit(args, train_x, train_y, log, build=build_dit, config=None):
+    """Train the model ``build()`` returns (called after seeding; anything called as
+    ``model(xt, timestep=t, class_labels=y, return_dict=False)[0]``); returns it, its EMA and a
+    record of the run."""
+    torch.manual_seed(args.seed)
+    model = build()
     model.train()
     ema = copy.deepcopy(model).eval().requires_grad_(False) if args.ema > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"DiT: {n_params / 1e6:.2f}M parameters, config {config}")
+    log(f"model: {n_params / 1e6:.2f}M parameters, config {config if config is not None else zoo.MNIST_DIT_CONFIG}")
 
     sched = zoo.make_scheduler("ddpm")
     alphas_cumprod = sched.alphas_cumprod.float()
@@ -317,7 +324,9 @@ def main(argv=None) -> None:
         cls_info["test_accuracy"] = classifier_accuracy(classifier, test_x, test_y)  # of the saved file
     log(f"classifier test accuracy {cls_info['test_accuracy']:.4f}")
 
-    model, ema, dit_info = train_dit(args, train_x, train_y, log)
+    variant = zoo.dit_variant(args.variant)
+    model, ema, dit_info = train_dit(args, train_x, train_y, log, build=lambda: build_dit(variant.config),
+                                     config=variant.config)
     log(f"DiT: {dit_info['steps_done']} steps in {dit_info['seconds']:.0f}s, final loss {dit_info['final_loss']}")
 
     # Score the raw and the EMA weights on the same generated labels; ship the better one.
@@ -331,7 +340,6 @@ def main(argv=None) -> None:
         scores[name] = {"accuracy": acc, "per_class": per_class}
         log(f"{name} weights: classifier accuracy on {args.eval_samples} samples {acc:.3f} {per_class}")
     chosen = max(scores, key=lambda k: (scores[k]["accuracy"], k == "ema"))
-    variant = zoo.dit_variant(args.variant)
     dit_path = args.out / variant.asset
     _save(dit_path, candidates[chosen].state_dict(), {"config": variant.config, "weights": chosen},
           torch.float16)

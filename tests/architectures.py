@@ -14,7 +14,10 @@ is set); with none set a block is attention + MLP. Every block of a model has th
 - joint: image and text streams with their own norms, projections, gates and MLPs; attention
   runs over ``cat(text, image)`` and its output is split back. As in SD3 the *last* joint
   block drops its text output (its text stream only supplies keys and values), so it has one
-  ``joint_attn`` region and one ``mlp`` region; the others have two of each.
+  ``joint_attn`` region and one ``mlp`` region; the others have two of each. With
+  ``shared_mlp`` (CogVideoX) both streams go through ONE feed-forward over
+  ``cat(text, image)`` whose output is sliced back into them (the last block keeps the image
+  rows only).
 - parallel: ``x += g·proj_out(cat(attn(h), act(mlp_in(h))))`` with ``h`` one modulated norm.
 
 With ``adaln`` the modulation is ``Linear(SiLU(c))`` chunked into 6 (shift, scale, gate for
@@ -102,6 +105,7 @@ class ArchSpec:
     two_attn: bool = False         # two self-attention residuals per block (plain blocks)
     shared_block: bool = False     # block 0 is called twice in a row (same weights, own caches)
     block_output: str = "tuple"    # a block returns x, (x, text) or {"x": x, "text": text}
+    shared_mlp: bool = False       # joint blocks: one feed-forward over cat(text, image), sliced back
     wrapper: bool = False          # image [B, 3, H, W] in and out: conv patch embed, unpatchify + conv
 
     def __post_init__(self) -> None:
@@ -134,6 +138,7 @@ class ArchSpec:
             "shared_block without joint blocks": not self.shared_block or not self.joint,
             "known block_output": self.block_output in ("tensor", "tuple", "dict"),
             "joint blocks return their text": not (self.joint and self.block_output == "tensor"),
+            "shared_mlp with joint blocks": not self.shared_mlp or self.joint,
         }
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
@@ -255,6 +260,7 @@ def arch_specs(draw, research: bool = True, graph_breaks: bool = False, **fixed)
         block_output=pick("block_output", st.sampled_from(("tuple", "dict") if variant == "joint"
                                                           else ("tuple", "tensor", "dict"))),
         wrapper=pick("wrapper", st.integers(0, 3).map(lambda i: i == 3)),
+        shared_mlp=maybe("shared_mlp", variant == "joint", st.booleans(), False),
     )
 
 
@@ -633,7 +639,9 @@ class JointBlock(nn.Module):
         self.ff = FeedForward(spec)
         if text_continues:
             self.text_out = nn.Linear(C, C)
+        if text_continues or spec.shared_mlp:
             self.norm2_text = make_norm(spec, affine=not spec.adaln)
+        if text_continues and not spec.shared_mlp:
             self.ff_text = FeedForward(spec)
 
     def modulation(self, c: Tensor) -> tuple[tuple[Tensor | None, ...], tuple[Tensor | None, ...]]:
@@ -657,6 +665,15 @@ class JointBlock(nn.Module):
         p_txt = self.text_out(o_txt) if self.text_continues else None
         return p_img, p_txt
 
+    def joint_heads(self, x: Tensor, text: Tensor, mod, ctx: Ctx | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The joint attention's q, k, v [B, H, T + N, D] (text rows first) as the attention op
+        receives them (what token scores read)."""
+        m_img, m_txt = mod
+        h = modulate(self.norm1(x), m_img[0], m_img[1])
+        ht = modulate(self.norm1_text(text), m_txt[0], m_txt[1])
+        rope = _ctx(ctx, "rope_joint")
+        return self.attn.heads(*_qkv(self.spec, torch.cat([self.text_qkv(ht), self.to_qkv(h)], dim=1)), rope, rope)
+
     def gate_attn(self, mod) -> Tensor | None:
         return mod[0][2]
 
@@ -670,7 +687,23 @@ class JointBlock(nn.Module):
         return mod[0][5]
 
     def text_mlp_branch(self, text: Tensor, mod) -> Tensor:
-        return self.ff_text(modulate(self.norm2_text(text), mod[1][3], mod[1][4]))
+        ff = self.ff if self.spec.shared_mlp else self.ff_text
+        return ff(modulate(self.norm2_text(text), mod[1][3], mod[1][4]))
+
+    def shared_mlp_branch(self, x: Tensor, text: Tensor, mod) -> Tensor:
+        """CogVideoX: ONE feed-forward over cat(text, image) along the tokens, [B, T+N, C].
+        Token-wise, so its rows of each stream are ``text_mlp_branch`` / ``mlp_branch`` of that
+        stream (what the oracle computes)."""
+        return self.ff(torch.cat([modulate(self.norm2_text(text), mod[1][3], mod[1][4]),
+                                  modulate(self.norm2(x), mod[0][3], mod[0][4])], dim=1))
+
+    def shared_mlp_joins(self, x: Tensor, text: Tensor, mod) -> tuple[Tensor, Tensor | None]:
+        """The shared feed-forward's output sliced back into the two streams, the image rows
+        first (the same region order as separate MLPs)."""
+        t = text.shape[1]
+        out = self.shared_mlp_branch(x, text, mod)
+        x = residual(x, self.gate_mlp(mod), out[:, t:])
+        return x, residual(text, self.gate_mlp_text(mod), out[:, :t]) if self.text_continues else None
 
     def gate_mlp_text(self, mod) -> Tensor | None:
         return mod[1][5]
@@ -682,6 +715,10 @@ class JointBlock(nn.Module):
         mod = self.modulation(c)
         p_img, p_txt = self.joint_attn_branch(x, text, mod, **_kw(ctx))
         x = residual(x, self.gate_attn(mod), p_img)
+        if self.spec.shared_mlp:
+            if self.text_continues:
+                text = residual(text, self.gate_attn_text(mod), p_txt)
+            return block_output(self.spec, *self.shared_mlp_joins(x, text, mod))
         if not self.text_continues:
             return block_output(self.spec, residual(x, self.gate_mlp(mod), self.mlp_branch(x, mod)), None)
         text = residual(text, self.gate_attn_text(mod), p_txt)

@@ -82,8 +82,8 @@ class ZooEntry:
     image_tokens: number of image/video/audio latent tokens (after patching).
     mlp_streams, attn_streams, decoys: see the module docstring.
     reused_kinds: token-wise region kinds that the model source makes token-mixing or hides the
-        token axis of (a depthwise convolution in the MLP, text and video tokens concatenated and
-        sliced back inside the branch), so that a partial step must reuse them whole; every
+        token axis of (a depthwise convolution in the MLP, a stream's tokens split into pieces
+        that are computed apart), so that a partial step must reuse them whole; every
         other MLP, cross-attention and parallel region is refreshed per token. Self- and joint
         attention are always reused whole.
     reused_labels: the same for single regions, as ``fnmatch`` patterns of region labels
@@ -509,7 +509,6 @@ def _cogvideox():
 _register(
     ZooEntry(
         name="CogVideoXTransformer3DModel",
-        reused_kinds=("mlp",),
         build=_cogvideox,
         num_blocks={"joint_attn": 4, "mlp": 4},
         mlp_streams={"image": 2, "text": 2},
@@ -1089,7 +1088,6 @@ def _hunyuan_video():
 _register(
     ZooEntry(
         name="HunyuanVideoTransformer3DModel",
-        reused_kinds=("parallel",),
         build=_hunyuan_video,
         num_blocks={"attn": 1, "joint_attn": 2, "mlp": 3, "parallel": 2},
         attn_streams={"text": 1},

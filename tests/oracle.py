@@ -17,9 +17,12 @@ Modes (``config.mode``):
 * ``"duca"``: every second partial step after a full one is *aggressive*: no block runs, the
   residual stream saved at the branch's latest other call goes to the final layer under the
   current step's conditioning.
-* ``"taylorseer"``: no selection; full steps store finite differences of each branch output
+* ``"taylorseer"``: full steps store finite differences of each branch output
   ``d0 = P``, ``d1 = (P - d0_old)/(s - s')``, ``d2 = (d1 - d1_old)/(s - s')`` (from the branch's
-  second / third full step on), partial steps forecast ``d0 + d1 k (+ d2 k^2/2)``.
+  second / third full step on), partial steps forecast ``d0 + d1 k (+ d2 k^2/2)``. With
+  ``forecast_refresh = r > 0`` a token-wise region then recomputes its top ``ceil(r N)`` rows
+  (selected as in ToCa) exactly and writes them into the forecast; the differences stay those of
+  the full steps.
 """
 from __future__ import annotations
 
@@ -240,13 +243,16 @@ def l2(x: Tensor) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def received_attention(q: Tensor, k: Tensor, queries: int) -> Tensor:
+def received_attention(q: Tensor, k: Tensor, queries: int, first: int = 0, count: int | None = None) -> Tensor:
     """s1: column sums of the head-mean attention map over ``queries`` evenly strided query rows
-    (``floor(i·N/m)``; all rows when m >= N), l2-normalised over the tokens."""
-    n = q.shape[-2]
+    (``floor(i·N/m)``; all rows when m >= N), l2-normalised over the tokens. Joint attention:
+    only the ``count`` tokens from ``first`` are this stream's; its rows are the queries, its
+    columns are summed, the softmax is over every key."""
+    n = q.shape[-2] if count is None else count
     rows = list(range(n)) if queries >= n else [int(i * n / queries) for i in range(queries)]
+    rows = [first + r for r in rows]
     probs = torch.softmax((q[..., rows, :].double() @ k.double().transpose(-1, -2)) / math.sqrt(q.shape[-1]), -1)
-    return l2(probs.mean(dim=1).sum(dim=-2)).float()
+    return l2(probs.mean(dim=1).sum(dim=-2)[:, first:first + n]).float()
 
 
 def cross_attention_entropy(q: Tensor, k: Tensor, halves: bool) -> Tensor:
@@ -372,9 +378,9 @@ class ReferenceToCa:
         self.regions = expected_regions(model.spec)
         spec = model.spec
         self.num_blocks = len(spec.block_calls)  # block calls: a shared block counts twice
-        selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
-        self.scored = (config.score != "random" and selects and spec.attention == "sdpa" and not spec.joint
-                       and spec.key_mask == "none")
+        selects = (config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))) \
+            or (config.mode == "taylorseer" and config.forecast_refresh > 0)
+        self.scored = config.score != "random" and selects and spec.attention == "sdpa" and spec.key_mask == "none"
         # nn.MultiheadAttention is one opaque node: a branch around it cannot run on a row subset
         self.whole = {"cross_attn", "parallel"} if spec.attention == "mha" else set()
         self.seq_first = spec.seq_first
@@ -490,25 +496,61 @@ class ReferenceToCa:
     def _joint_block(self, run: _Pass, block: JointBlock, x: Tensor, c: Tensor, text: Tensor):
         mod = block.modulation(c)
         both: list[Tensor | None] = []
+        scores: dict[str, Tensor] = {}
+        if self.scored and self._computes(run, "joint_attn"):  # text rows come first in the sequence
+            q, k, v = block.joint_heads(x, text, mod, **_kw(self.ctx))
+            t, n = text.shape[1], x.shape[1]
+            if self.config.score == "attention":
+                scores = {"image": received_attention(q, k, self.config.score_queries, t, n),
+                          "text": received_attention(q, k, self.config.score_queries, 0, t)}
+            else:
+                scores = {"image": value_norm_score(v[..., t:, :]), "text": value_norm_score(v[..., :t, :])}
 
         def compute() -> Tensor:
             both.extend(block.joint_attn_branch(x, text, mod, **_kw(self.ctx)))
             return both[0]
 
+        def image_mlp(x: Tensor) -> Tensor:
+            if "image" in scores:
+                run.scores["self"] = scores["image"]
+            return self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ("joint_attn",))
+
         x = residual(x, block.gate_attn(mod), self._mixing(run, "joint_attn", compute))
         if not block.text_continues:
-            return residual(x, block.gate_mlp(mod),
-                            self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ())), None
+            return residual(x, block.gate_mlp(mod), image_mlp(x)), None
         text = residual(text, block.gate_attn_text(mod), self._mixing(run, "joint_attn", lambda: both[1]))
-        x = residual(x, block.gate_mlp(mod), self._tokenwise(run, "mlp", x, lambda r, i: block.mlp_branch(r, mod), ()))
-        p = self._tokenwise(run, "mlp", text, lambda r, i: block.text_mlp_branch(r, mod), ())
+        x = residual(x, block.gate_mlp(mod), image_mlp(x))
+        if "text" in scores:
+            run.scores["self"] = scores["text"]
+        p = self._tokenwise(run, "mlp", text, lambda r, i: block.text_mlp_branch(r, mod), ("joint_attn",))
         return x, residual(text, block.gate_mlp_text(mod), p)
 
     def _parallel_block(self, run: _Pass, block: ParallelBlock, x: Tensor, c: Tensor) -> Tensor:
         mod = block.modulation(c)
         if self.mode == "taylorseer":
-            return residual(x, block.gate_parallel(mod),
-                            self._taylor(run, "parallel", lambda: block.parallel_branch(x, mod, **_kw(self.ctx))))
+            if "parallel" in self.whole or not self.config.forecast_refresh > 0:
+                return residual(x, block.gate_parallel(mod),
+                                self._taylor(run, "parallel", lambda: block.parallel_branch(x, mod, **_kw(self.ctx))))
+            kept: dict[str, Tensor] = {}
+
+            def full_parallel() -> Tensor:
+                hin = block.parallel_input(x, mod)
+                kept["attn"] = block.parallel_attn(hin, **_kw(self.ctx))
+                if self.scored:
+                    q, k, v = block.attn_heads(hin, **_kw(self.ctx))
+                    kept["base"] = (received_attention(q, k, self.config.score_queries)
+                                    if self.config.score == "attention" else value_norm_score(v))
+                return block.parallel_out(kept["attn"], block.parallel_mlp(hin))
+
+            def forecast_rows(rows: Tensor, idx: Tensor) -> Tensor:
+                state = run.state[run.next_region - 1]
+                return block.parallel_out(_gather(state.attn, idx), block.parallel_mlp(block.parallel_input(rows, mod)))
+
+            p = self._taylor(run, "parallel", full_parallel, x=x, rows_fn=forecast_rows)
+            if run.full:
+                run.state[run.next_region - 1].attn = kept["attn"]
+                run.state[run.next_region - 1].base = kept.get("base")
+            return residual(x, block.gate_parallel(mod), p)
         index, state = self._enter(run, "parallel")
         if "parallel" in self.whole:
             return residual(x, block.gate_parallel(mod), self._mixing_at(run, index, state, "parallel",
@@ -558,7 +600,14 @@ class ReferenceToCa:
     def _tokenwise(self, run: _Pass, kind: str, x: Tensor, branch: Callable[[Tensor, Tensor], Tensor],
                    owners: tuple[str, ...]) -> Tensor:
         if self.mode == "taylorseer":
-            return self._taylor(run, kind, lambda: branch(x, None))
+            refresh = kind not in self.whole and self.config.forecast_refresh > 0
+            p = self._taylor(run, kind, lambda: branch(x, None), x=x, rows_fn=branch if refresh else None)
+            if run.full and refresh and self.scored and "self" in run.scores and all(self._computes(run, o) for o in owners):
+                base = run.scores["self"]
+                if "cross" in run.scores:
+                    base = base + self.config.entropy_weight * run.scores["cross"]
+                run.state[run.next_region - 1].base = base
+            return p
         index, state = self._enter(run, kind)
         if kind in self.whole:
             return self._mixing_at(run, index, state, kind, lambda: branch(x, None))
@@ -573,11 +622,18 @@ class ReferenceToCa:
             return p
         return self._refresh(run, index, state, x, branch)
 
-    def _taylor(self, run: _Pass, kind: str, compute: Callable[[], Tensor]) -> Tensor:
+    def _taylor(self, run: _Pass, kind: str, compute: Callable[[], Tensor], x: Tensor | None = None,
+                rows_fn=None) -> Tensor:
+        """TaylorSeer: forecast on partial steps (then, with ``rows_fn``, recompute the selected
+        rows exactly into the forecast), differences on full steps."""
         index, state = self._enter(run, kind)
         if not run.full:
-            state.selected = None
-            return taylor_forecast(state.derivs, run.since_full)
+            forecast = taylor_forecast(state.derivs, run.since_full)
+            if rows_fn is None:
+                state.selected = None
+                return forecast
+            k = refreshed_tokens(self.config.forecast_refresh, state.stale.shape[1])
+            return self._write_rows(run, index, state, x, rows_fn, k, forecast)
         p = compute()
         old = state.derivs if state is not None else None
         run.state[index] = RegionState(kind, p, self._zeros(p),
@@ -605,6 +661,13 @@ class ReferenceToCa:
         if k == 0:
             state.selected = None
             return state.cache
+        state.cache = self._write_rows(run, index, state, x, rows_fn, k, state.cache)
+        return state.cache
+
+    def _write_rows(self, run: _Pass, index: int, state: RegionState, x: Tensor, rows_fn, k: int,
+                    into: Tensor) -> Tensor:
+        """A copy of ``into`` with the top-k rows by score recomputed; staleness advanced."""
+        batch, tokens = state.stale.shape
         config = self.config
         base = state.base if state.base is not None else seeded_draw(config.seed, run.step, index, batch, tokens)
         score = base.to(x.device) + state.stale * (config.staleness_weight / tokens)
@@ -613,7 +676,7 @@ class ReferenceToCa:
         if config.cfg_shared and batch % 2 == 0:
             idx = torch.cat([idx[: batch // 2]] * 2)
         p_rows = rows_fn(self._gather(x, idx), idx)
-        cache = state.cache.clone()
+        cache = into.clone()
         for b in range(batch):
             if self.seq_first:
                 cache[idx[b], b] = p_rows[:, b].to(cache.dtype)
@@ -622,7 +685,7 @@ class ReferenceToCa:
         stale = state.stale + 1
         for b in range(batch):
             stale[b, idx[b]] = 0.0
-        state.cache, state.stale, state.selected = cache, stale, idx
+        state.stale, state.selected = stale, idx
         return cache
 
 

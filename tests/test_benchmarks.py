@@ -164,3 +164,13 @@ def test_schedule_ablation_reproduces_diffusers_taylorseer_with_toca_compiles_fo
     theirs = bench.diffusers_taylorseer(3, [r"transformer_blocks\.\d+\.(attn1|ff)"])
     assert ours[1] == pytest.approx(theirs[1], abs=0.05) and 30 < ours[1] < 80
     assert ours[0] == pytest.approx(theirs[0], rel=0.02) and ours[0] > 2.3
+
+
+def test_research_layout_table_builds_every_layout_and_prints_a_row(capsys, monkeypatch):
+    coverage = _load("model_coverage")
+    built = list(coverage.research_layouts())  # every ArchSpec of the table is a valid layout
+    assert len(built) == len(coverage.RESEARCH_LAYOUTS)
+    monkeypatch.setattr(coverage, "RESEARCH_LAYOUTS", coverage.RESEARCH_LAYOUTS[:1])
+    coverage.main(["--research-layouts"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "| DiT block (SDPA, adaLN) | 1 | attn 2, mlp 2 | 2 | 2 |"

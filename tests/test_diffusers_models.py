@@ -2,6 +2,8 @@
 found and ``interval=1`` reproduces the model through the rewritten graphs. (Partial steps,
 their FLOPs and their outputs are checked against the graph oracle in
 test_partial_step_oracle.py.)"""
+import warnings
+
 import pytest
 import torch
 
@@ -87,3 +89,23 @@ def test_the_zoo_covers_every_transformer_class_diffusers_ships():
     covered = {name.split("[")[0] for name in [*ZOO, *EXTRA]}
     missing = [name for name in transformer_classes() if name not in covered]
     assert not missing, f"diffusers transformer classes without a zoo entry: {missing}"
+
+
+@pytest.mark.parametrize("name, image_first", [("SD3Transformer2DModel", True), ("FluxTransformer2DModel", False)])
+def test_joint_attention_scores_follow_each_models_token_order(name, image_first):
+    """SD3's joint attention puts the image tokens first, FLUX's puts the text first (diffusers'
+    attention processors): each MLP's score reads its own stream's rows and columns."""
+    model, args, kwargs = ZOO[name].build()
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = toca_compile.inspect(model, *args, **kwargs)
+    text = kwargs["encoder_hidden_states"].shape[1]
+    joint = [p for g in report.graphs for p in g.plans
+             if p.partial and p.region.block_name.startswith("transformer_blocks.")]
+    assert joint and all(p.score.kind == "attention" for p in joint), report
+    for plan in joint:
+        is_text = plan.region.tokens == text
+        image = [p.region.tokens for p in joint if p.region.tokens != text][0]
+        expected = (image if is_text else 0) if image_first else (0 if is_text else text)
+        assert (plan.score.offset, plan.score.span) == (expected, plan.region.tokens), plan.region.label

@@ -129,6 +129,32 @@ def tiny_cogvideox():
                              transformer=transformer, scheduler=CogVideoXDDIMScheduler())
 
 
+def tiny_wan():
+    from diffusers import WanPipeline
+
+    pipe, _ = pipeline_zoo.wan()  # text_dim 24; CFG as two calls under cache_context
+    return WanPipeline(**{**pipe.components, "tokenizer": t5_tokenizer(), "text_encoder": t5_encoder(24, umt5=True)})
+
+
+def tiny_ltx():
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+
+    # the zoo's LTX transformer (tests/diffusers_zoo.py) and a VAE compressing 4x in space and time
+    transformer = pipeline_zoo._redraw_zero_gates(pipeline_zoo._seeded(
+        LTXVideoTransformer3DModel, in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2,
+        attention_head_dim=16, cross_attention_dim=32, num_layers=2, caption_channels=24))
+    vae = pipeline_zoo._seeded(
+        AutoencoderKLLTXVideo, in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False), upsample_residual=(False, False, False, False),
+        upsample_factor=(1, 1, 1, 1), timestep_conditioning=False, patch_size=1, patch_size_t=1,
+        encoder_causal=True, decoder_causal=False)
+    return LTXPipeline(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(24), vae=vae, transformer=transformer,
+                       scheduler=FlowMatchEulerDiscreteScheduler())
+
+
 def saved(pipe, tmp: Path) -> Path:
     where = tmp / "pipeline"
     pipe.save_pretrained(where)
@@ -186,6 +212,19 @@ def test_video(tmp_path, capsys):
                                  "--interval", "2")
     assert "CogVideoXTransformer3DModel" in printed and "one row per frame" in printed
     assert image.size == (2 * 32, 3 * 32)  # three of the five frames
+
+
+@pytest.mark.parametrize("build, frames, transformer", [(tiny_wan, "5", "WanTransformer3DModel"),
+                                                        (tiny_ltx, "9", "LTXVideoTransformer3DModel")],
+                         ids=["wan", "ltx"])
+def test_video_with_wan_and_ltx(build, frames, transformer, tmp_path, capsys):
+    """The other two pipelines examples/video.py takes: Wan (CFG as two calls under
+    cache_context, loaded through accelerate) and LTX-Video (batched CFG, packed latents)."""
+    printed, image = run_example(video, saved(build(), tmp_path), tmp_path, capsys,
+                                 "--height", "32", "--width", "32", "--frames", frames, "--strip-frames", "3",
+                                 "--interval", "2")
+    assert transformer in printed and "one row per frame" in printed
+    assert image.size == (2 * 32, 3 * 32)
 
 
 @pytest.mark.parametrize("module", [dit_xl_2, pixart, sd3, flux, video], ids=lambda m: m.__name__.split(".")[-1])

@@ -21,7 +21,8 @@ BASE = dict(depth=2, width=16, heads=2, mlp="gelu_tanh", norm="layer", adaln=Tru
 SPECS = {
     "dit": ArchSpec(**BASE),
     "pixart": ArchSpec(**{**BASE, "cross_attn": True, "mlp": "silu", "attention": "manual"}),
-    "joint": ArchSpec(**{**BASE, "joint": True, "norm": "rms", "explicit_shapes": False}),
+    # joint blocks with one MLP over cat(text, image), sliced back (CogVideoX): its rows path too
+    "joint": ArchSpec(**{**BASE, "joint": True, "norm": "rms", "explicit_shapes": False, "shared_mlp": True}),
     "parallel": ArchSpec(**{**BASE, "parallel": True, "mlp": "swiglu", "adaln": False}),
 }
 
@@ -73,11 +74,13 @@ def test_interval_one_equals_plain_torch_compile():
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("fields", [dict(), dict(mode="taylorseer", taylor_order=2), dict(mode="duca", interval=4)],
-                         ids=["attention-score", "taylorseer", "duca"])
+@pytest.mark.parametrize("fields", [dict(), dict(mode="taylorseer", taylor_order=2, forecast_refresh=0.3),
+                                    dict(mode="duca", interval=4)],
+                         ids=["attention-score", "taylorseer-refresh", "duca"])
 def test_inductor_agrees_with_the_eager_executor(fields):
     """Default ToCa scores (attention received, spatial bonus) and the sibling modes compile
-    with Inductor and give what the rewritten graphs give when run eagerly."""
+    with Inductor and give what the rewritten graphs give when run eagerly (TaylorSeer with
+    forecast rows: attention regions forecast only, token-wise ones forecast then refresh)."""
     spec = SPECS["pixart"]
     model = TinyDiT(spec)
     x, text = make_inputs(spec)

@@ -69,7 +69,8 @@ def test_the_assets_resolve_from_the_demo_package():
     assert Path(str(folder)).resolve() == REPO / "toca_compile" / "demo" / "assets"
     names = {entry.name for entry in folder.iterdir()}
     assert {zoo.DIT_ASSET, zoo.DIT_P2_ASSET, zoo.CLASSIFIER_ASSET, "mnist_dit_training.json",
-            "mnist_dit_p2_training.json", "mnist_test_features.safetensors", "schedules"} <= names
+            "mnist_dit_p2_training.json", "mnist_test_features.safetensors", zoo.JOINT_ASSET,
+            "mnist_joint_training.json", "schedules"} <= names
     schedules = zoo.mnist_schedule_files()
     assert sorted(schedules) == [2.0, 2.5, 3.0, 3.5, 4.0]
     for path in schedules.values():

@@ -113,6 +113,19 @@ def test_taylorseer_compiled_equals_the_reference(order, spec, interval, branche
     compare_generation(spec, config, branches, seed)
 
 
+@pytest.mark.parametrize("order", [1, 2])
+@given(spec=arch_specs(), interval=st.integers(2, 4), refresh=st.floats(0.05, 1.0), branches=st.integers(1, 2),
+       seed=st.integers(0, 5))
+@SETTINGS
+def test_taylorseer_with_forecast_refresh_compiled_equals_the_reference(order, spec, interval, refresh, branches, seed):
+    # forecast steps overwrite the selected rows of token-wise regions with exact ones
+    config = mode_config("taylorseer", interval=interval, taylor_order=order, forecast_refresh=refresh, seed=seed)
+    toca = compare_generation(spec, config, branches, seed)
+    stats = toca.stats()
+    if any(r.mode == "rows" for r in stats.regions):  # some region is token-wise: rows were refreshed
+        assert stats.partial_steps > 0 and any(r.tokens_refreshed > 0 for r in stats.regions)
+
+
 # --------------------------------------------------------------------------------------------
 # The oracle on its own
 
@@ -238,6 +251,7 @@ def linear_model(spec: ArchSpec, seed: int) -> TinyDiT:
                                        (h @ A, text @ C if keep else None))
             block.mlp_branch = lambda h, mod: h @ B
             block.text_mlp_branch = lambda text, mod: text @ D
+            block.shared_mlp_branch = lambda h, text, mod: torch.cat([text @ D, h @ B], dim=1)
         else:
             block.attn_branch = lambda h, mod: h @ A
             block.mlp_branch = lambda h, mod: h @ B

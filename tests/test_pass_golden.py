@@ -20,6 +20,21 @@ The modules (all B=2 samples, C=32 channels, 2 heads):
                       ``nn.MultiheadAttention`` writes it: ``x + mha(ln x)``, ``x + mlp(ln x)``.
 * ``NoResidual``    — fc1, gelu, fc2 on a token stream with no residual add.
 * ``OuterResidual`` — ``x + proj(h)`` around an inner residual MLP block ``h = x + mlp(x)``.
+* ``JointParallel`` — HunyuanVideo's single-stream block over the joint stream
+                      ``h = cat([x, text])`` [B, N+M, C]: one modulated norm; the attention slices
+                      it into the image and text pieces and concatenates them again, rotates only
+                      the image queries (``cat([q[:, :N] * rot, q[:, N:]])``), and its output is
+                      split into the pieces and concatenated back; an MLP beside it;
+                      ``h + gate·proj_out(cat(attn, gelu(mlp_in)))``.
+* ``JointBlock3``   — FLUX.3's joint parallel block for the image stream x [B, N, C]:
+                      ``h = cat([norm_text(text), norm(x)·(1+scale)+shift])`` [B, M+N, C], one
+                      attention over h and an MLP beside it, summed, split back with
+                      ``.split([M, N], dim=1)``: ``x + gate·(attn(h) + mlp(h))[image piece]``.
+* ``SharedMLP``     — CogVideoX's feed-forward: image x [B, N, C] and text [B, M, C], a
+                      timestep embedding as TinyDiT's, ``depth`` blocks each running ONE MLP
+                      (fc1, gelu, fc2) over ``cat([norm_text(text), norm(x)·(1+scale)+shift],
+                      dim=1) + pos`` (``pos``: a learned [1, M+N, C] table over the joint axis) and
+                      slicing its output back: ``x + gate·out[:, M:]``, ``text + gate_text·out[:, :M]``.
 
 Only the section "the pass pipeline" below knows the pipeline's API (``Analysis``,
 ``ANALYSIS``, ``build_variant``, the decisions): when the pipeline changes shape, adapt it there.
@@ -74,6 +89,13 @@ def constant_values(ctx) -> list[tuple[fx.Node, tuple[int, ...], tuple[int, ...]
     """The values the analysis found constant within a generation: (node, graph input
     positions it is computed from, regions that read it)."""
     return [(c.node, c.inputs, c.regions) for c in ctx.constants]
+
+
+def token_span(plan, node: fx.Node) -> tuple[int, int, int] | None:
+    """Where the region's tokens lie on ``node``'s token axis when it holds other rows too:
+    (position of the first, first token, how many); None when it holds exactly the tokens."""
+    span = plan.axes[node].span
+    return None if span is None else (span.at, span.first, span.count)
 
 
 def state_specs(ctx) -> dict[tuple[int, str], tuple[int, ...]]:
@@ -282,6 +304,50 @@ class OuterResidual(nn.Module):
         return x + self.proj(self.inner(x))
 
 
+class SharedMLPBlock(nn.Module):
+    def __init__(self, split: bool = False) -> None:
+        super().__init__()
+        self.split = split  # take the streams back with out.split([M, N], dim=1) (FLUX.3) instead of slices
+        self.ada = nn.Linear(C, 4 * C)
+        self.norm = nn.LayerNorm(C, elementwise_affine=False)
+        self.norm_text = nn.LayerNorm(C)
+        self.pos = nn.Parameter(0.5 * torch.randn(1, M + N, C))
+        self.mlp = Mlp()
+
+    def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate (image), gate_text: each [B, 1, C]."""
+        return self.ada(F.silu(c)).unsqueeze(1).chunk(4, dim=-1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale, gate, gate_text = self.modulation(c)
+        h = torch.cat([self.norm_text(text), self.norm(x) * (1 + scale) + shift], dim=1) + self.pos
+        out = self.mlp(h)
+        m = text.shape[1]
+        pieces = out.split([m, x.shape[1]], dim=1) if self.split else None
+        out_x = pieces[1] if pieces is not None else out[:, m:]  # the image's first: region 0
+        out_text = pieces[0] if pieces is not None else out[:, :m]
+        return x + gate * out_x, text + gate_text * out_text
+
+
+class SharedMLP(nn.Module):
+    def __init__(self, depth: int = 2, split: bool = False) -> None:
+        super().__init__()
+        self.t1 = nn.Linear(C, C)
+        self.t2 = nn.Linear(C, C)
+        self.blocks = nn.ModuleList([SharedMLPBlock(split) for _ in range(depth)])
+
+    def embed(self, t: torch.Tensor) -> torch.Tensor:
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(C // 2) / (C // 2))
+        angles = t[:, None] * freqs[None]
+        return self.t2(F.silu(self.t1(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))))
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.embed(t)
+        for block in self.blocks:
+            x, text = block(x, text, c)
+        return x, text
+
+
 @functools.cache
 def dit(depth: int = 2, cross: bool = False) -> Captured:
     torch.manual_seed(0)
@@ -289,6 +355,77 @@ def dit(depth: int = 2, cross: bool = False) -> Captured:
     if cross:
         args += (torch.randn(B, M, TEXT),)
     return capture(TinyDiT(depth, cross), *args)
+
+
+class JointParallel(nn.Module):
+    def __init__(self, apart: bool = False) -> None:
+        super().__init__()
+        self.apart = apart  # the MLP reads the pieces computed apart too: cat([x[:, :N] * rot, x[:, N:]])
+        self.t = nn.Linear(C, C)
+        self.ada = nn.Linear(C, 3 * C)
+        self.norm = nn.LayerNorm(C, elementwise_affine=False)
+        self.qkv = nn.Linear(C, 3 * C)
+        self.rot = nn.Parameter(torch.randn(1, N, C))
+        self.mlp_in = nn.Linear(C, 2 * C)
+        self.proj_out = nn.Linear(3 * C, C)
+
+    def modulation(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate: each [B, 1, C]."""
+        return self.ada(F.silu(self.t(t[:, None].expand(-1, C) / 1000))).unsqueeze(1).chunk(3, dim=-1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([x, text], dim=1)
+        n = x.shape[1]
+        shift, scale, gate = self.modulation(t)
+        y = self.norm(h) * (1 + scale) + shift
+        joint = torch.cat([y[:, :n], y[:, n:]], dim=1)
+        q, k, v = self.qkv(joint).chunk(3, dim=-1)
+        q = torch.cat([q[:, :n] * self.rot, q[:, n:]], dim=1)
+        q, k, v = (z.view(B, -1, HEADS, C // HEADS).transpose(1, 2) for z in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, -1, C)
+        o = torch.cat([o[:, :n], o[:, n:]], dim=1)
+        m = torch.cat([y[:, :n] * self.rot, y[:, n:]], dim=1) if self.apart else y
+        h = h + gate * self.proj_out(torch.cat([o, F.gelu(self.mlp_in(m))], dim=-1))
+        return h[:, :n], h[:, n:]
+
+
+class JointBlock3(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Linear(C, C)
+        self.ada = nn.Linear(C, 3 * C)
+        self.norm = nn.LayerNorm(C, elementwise_affine=False)
+        self.norm_text = nn.LayerNorm(C)
+        self.attn = Attention()
+        self.mlp = Mlp()
+
+    def modulation(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate: each [B, 1, C]."""
+        return self.ada(F.silu(self.t(t[:, None].expand(-1, C) / 1000))).unsqueeze(1).chunk(3, dim=-1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.modulation(t)
+        h = torch.cat([self.norm_text(text), self.norm(x) * (1 + scale) + shift], dim=1)
+        _, out = (self.attn(h) + self.mlp(h)).split([text.shape[1], x.shape[1]], dim=1)
+        return x + gate * out
+
+
+@functools.cache
+def joint_block3() -> Captured:
+    torch.manual_seed(0)
+    return capture(JointBlock3(), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
+
+
+@functools.cache
+def joint_parallel(apart: bool = False) -> Captured:
+    torch.manual_seed(0)
+    return capture(JointParallel(apart), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
+
+
+@functools.cache
+def shared_mlp(depth: int = 2, split: bool = False) -> Captured:
+    torch.manual_seed(0)
+    return capture(SharedMLP(depth, split), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
 
 
 @functools.cache
@@ -1078,3 +1215,276 @@ def test_constants_none_when_the_context_is_written_in_place():
     ctx = analyse(captured, EAGER, through="constants")
     assert [p.region.kind for p in ctx.plans].count("cross_attn") == 1
     assert constant_values(ctx) == []
+
+
+# == a stream concatenated with another one along the tokens, sliced back =====================
+
+JOINT = ToCaConfig(compiler="eager", score="random", spatial_bonus=0.0)
+
+
+def _shared_parts(captured: Captured, block: SharedMLPBlock) -> tuple[fx.Node, fx.Node, list[fx.Node]]:
+    """The block's cat, its fc2 linear and the two getitem slices of the fc2 output (image, text)."""
+    (fc2,) = linear_of(captured.gm, captured, block.mlp.fc2)
+    slices = sorted((u for u in fc2.users if op_kind(u) == "getitem"), key=lambda n: n.args[1][1].start or 0, reverse=True)
+    cat = [n for n in captured.gm.graph.nodes if op_kind(n) == "cat" and depends_on(fc2, n) and shape_of_node(n)[1] == M + N][-1]
+    return cat, fc2, slices
+
+
+def shape_of_node(node: fx.Node) -> tuple[int, ...]:
+    return tuple(node.meta["example_value"].shape)
+
+
+def test_detect_shared_mlp_two_regions_per_block():
+    """Each SharedMLP block has two residual joins, image then text, whose branches share the
+    one MLP: two ``mlp`` regions per block, over the N=16 image and the M=8 text tokens, with
+    the two getitem slices of fc2's output as cache points and the two gates as gates."""
+    captured = shared_mlp()
+    regions = analyse(captured, JOINT, through="detect").detection.regions
+    assert [r.kind for r in regions] == ["mlp"] * 4
+    assert [r.block for r in regions] == [0, 0, 1, 1]
+    assert [r.tokens for r in regions] == [N, M, N, M]
+    assert all((r.batch, r.batch_axis, r.token_axis) == (B, 0, 1) for r in regions)
+    for block, pair in zip(captured.model.blocks, (regions[:2], regions[2:])):
+        cat, fc2, (image, text) = _shared_parts(captured, block)
+        assert [r.cache_point for r in pair] == [image, text]
+        assert all(cat in r.branch and fc2 in r.branch for r in pair)
+        assert all(r.gate is not None for r in pair)
+
+
+def test_plan_shared_mlp_refreshed_per_token_through_cat_and_slice():
+    """The cat puts the image tokens at rows M..M+N of the joint axis (the text at 0..M); the
+    MLP and the position add are token-wise on it; the slice [:, M:] takes back exactly the
+    image tokens. So each region is refreshed per token: the image region recomputes norm,
+    modulation (mul, add), cat, + pos, fc1, gelu, fc2 and its slice; the text region its norm,
+    cat, + pos, fc1, gelu, fc2 and its slice. One slot each: the cache point."""
+    captured = shared_mlp()
+    plans = analyse(captured, JOINT, through="plan").plans
+    assert [p.partial for p in plans] == [True] * 4
+    for block, (image, text) in zip(captured.model.blocks, (plans[:2], plans[2:])):
+        cat, fc2, _ = _shared_parts(captured, block)
+        assert [op_kind(n) for n in image.recompute] == [
+            "layer_norm", "mul", "add", "cat", "add", "linear", "gelu", "linear", "getitem"]
+        assert [op_kind(n) for n in text.recompute] == [
+            "layer_norm", "cat", "add", "linear", "gelu", "linear", "getitem"]
+        assert token_span(image, cat) == (M, 0, N) and token_span(image, fc2) == (M, 0, N)
+        assert token_span(text, cat) == (0, 0, M) and token_span(text, fc2) == (0, 0, M)
+        for plan in (image, text):
+            assert token_span(plan, plan.region.cache_point) is None
+            assert [s.node for s in plan.slots] == [plan.region.cache_point]
+
+
+class SlicedInside(nn.Module):
+    """The image MLP over cat(text, image) sliced back to all of the text and *part* of the image
+    (``[:, :M + N // 2]``) and padded: the branch output is not the image's tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = SharedMLPBlock()
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate, _ = self.block.modulation(t[:, None].expand(-1, C))
+        h = torch.cat([text, self.block.norm(x) * (1 + scale) + shift], dim=1)
+        out = self.block.mlp(h)[:, M - N // 2:M + N // 2]
+        return x + gate * out
+
+
+def test_plan_a_slice_that_is_not_the_streams_tokens_is_reused_whole():
+    """A slice of the joint axis that keeps only half of the image tokens (and half as many text
+    rows) is the stream's length but not its tokens: reused whole, with a note."""
+    torch.manual_seed(0)
+    captured = capture(SlicedInside(), torch.randn(B, N, C), torch.randn(B, M, C), torch.tensor([500.0, 20.0]))
+    plans = analyse(captured, JOINT, through="plan").plans
+    assert [(p.region.kind, p.partial) for p in plans] == [("mlp", False)]
+    assert "another stream" in plans[0].region.note or "part of the stream" in plans[0].region.note
+
+
+def test_rewrite_rows_shared_mlp_runs_the_mlp_on_the_selected_rows_only():
+    """A rows step (image k=3, text k=2): each region gathers its stream's rows and the rows of
+    the [1, M+N, C] position table at its tokens' positions (image: offset M), runs fc1, gelu,
+    fc2 on [B, k, .] rows, and scatters into its cache; the joint MLP over all M+N rows and its
+    cat are gone."""
+    captured = shared_mlp(depth=1)
+    ctx = analyse(captured, JOINT)
+    gm = variant(ctx, {0: 3, 1: 2})
+    after = count_ops(gm)
+    assert after["cat"] == 1                     # the timestep embedding's; the joint cat is gone
+    assert after["gelu"] == 2 and after["put_rows"] == 2 and after["select_tokens"] == 2
+    assert after["take_rows"] == 4               # per region: the stream and the position table
+    block = captured.model.blocks[0]
+    shapes = run_shapes(gm, captured, ctx)
+    assert sorted(shapes[n.name] for n in linear_of(gm, captured, block.mlp.fc1)) == [(B, 2, 4 * C), (B, 3, 4 * C)]
+    assert sorted(shapes[n.name] for n in linear_of(gm, captured, block.mlp.fc2)) == [(B, 2, C), (B, 3, C)]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_rewrite_rows_shared_mlp_equals_a_hand_written_partial_step(split):
+    """On real tensors: a rows step (image k=5, text REUSE; then image REUSE, text k=3) equals
+    the step written out by hand: the top-k tokens of the base score, those rows of x (and of
+    the position table at M + token) through the block's own norm, modulation and MLP, written
+    into a copy of the cache; the reused stream reads its cache; both gates are the current ones.
+    The same when the streams are taken back with ``split([M, N], dim=1)``."""
+    captured = shared_mlp(depth=1, split=split)
+    model, block = captured.model, captured.model.blocks[0]
+    x, text, t = captured.args
+    ctx = analyse(captured, JOINT)
+    regions = sorted((p.region.tokens != N, p.region.index) for p in ctx.plans)  # the image's first
+    image, txt = (index for _, index in regions)
+    with torch.no_grad():
+        shift, scale, gate, gate_text = block.modulation(model.embed(t))
+        for image_k, text_k in ((5, 0), (0, 3)):
+            state = state_tensors(ctx)
+            by_key = {spec.key: tensor for spec, tensor in zip(ctx.specs, state)}
+            generator = torch.Generator().manual_seed(image_k + text_k)
+            for (_, name), tensor in by_key.items():
+                if name in ("slot0", "base"):
+                    tensor.copy_(torch.randn(tensor.shape, generator=generator))
+            caches = [by_key[(i, "slot0")].clone() for i in (image, txt)]
+            bases = [by_key[(i, "base")].clone() for i in (image, txt)]
+            got_x, got_text = variant(ctx, {image: image_k or REUSE, txt: text_k or REUSE})(*captured.inputs, *state)
+
+            want = [cache.clone() for cache in caches]
+            if image_k:
+                idx = bases[0].topk(image_k, dim=1).indices
+                for b in range(B):
+                    h = block.norm(x[b, idx[b]]) * (1 + scale[b]) + shift[b] + block.pos[0, M + idx[b]]
+                    want[0][b, idx[b]] = block.mlp(h)
+            if text_k:
+                idx = bases[1].topk(text_k, dim=1).indices
+                for b in range(B):
+                    want[1][b, idx[b]] = block.mlp(block.norm_text(text[b, idx[b]]) + block.pos[0, idx[b]])
+            torch.testing.assert_close(got_x, x + gate * want[0], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(got_text, text + gate_text * want[1], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(by_key[(image, "slot0")], want[0], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(by_key[(txt, "slot0")], want[1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("interval, ratio", [(1, 0.3), (3, 1.0)])
+def test_shared_mlp_equals_the_model_when_every_token_is_computed(interval, ratio):
+    """Through ``ToCa``: with every step full (interval 1), or partial steps that recompute every
+    token (ratio 1: each stream's rows through the shared MLP, the other stream's by its own
+    region), each step gives the uncached model's output for new inputs, through the rewritten
+    graphs (caching active; with ratio 1, partial steps ran)."""
+    from checks import assert_caching_active
+    from toca_compile import ToCa
+
+    torch.manual_seed(0)
+    model = SharedMLP().eval()
+    torch._dynamo.reset()
+    toca = ToCa(ToCaConfig(compiler="eager", interval=interval, ratio=ratio, score="random"))
+    fast = torch.compile(model, backend=toca.backend, dynamic=False)
+    steps = 3
+    with torch.no_grad(), toca.generation(steps):
+        for i in range(steps):
+            toca.step(i)
+            inputs = (torch.randn(B, N, C), torch.randn(B, M, C), torch.full((B,), 900.0 - 300.0 * i))
+            for got, want in zip(fast(*inputs), model(*inputs)):
+                torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert_caching_active(toca, partial=ratio == 1.0)
+
+
+def test_plan_joint_parallel_puts_the_pieces_back_together():
+    """HunyuanVideo's single-stream block: the fork is the joint stream [B, N+M, C]. Slices of it
+    concatenated again in order are the value sliced, so the attention output put back from its
+    pieces is the attention output: a partial step recomputes norm, modulation (mul, add),
+    transpose, reshape, that cat (of the SDPA output's rows), mlp_in, gelu, the cat with the MLP
+    and proj_out, and caches the SDPA output (slot 1, [B, H, N+M, D]). The rotated query pieces
+    are computed apart, but only the attention reads them, and it is cached."""
+    captured = joint_parallel()
+    plans = analyse(captured, JOINT, through="plan").plans
+    assert [(p.region.kind, p.region.tokens, p.partial) for p in plans] == [("parallel", N + M, True)]
+    (plan,) = plans
+    assert [op_kind(n) for n in plan.recompute] == [
+        "layer_norm", "mul", "add", "transpose", "reshape", "cat", "linear", "gelu", "cat", "linear"]
+    assert plan.recompute[-1] is linear_of(captured.gm, captured, captured.model.proj_out)[0]
+    (sdpa,) = [n for n in captured.gm.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
+    assert [s.node for s in plan.slots] == [plan.region.cache_point, sdpa]
+    assert [(s.batch_axis, s.token_axis, s.shape) for s in plan.slots] == [
+        (0, 1, (B, N + M, C)), (0, 2, (B, HEADS, N + M, C // HEADS))]
+
+
+def test_plan_pieces_computed_apart_on_the_way_back_are_reused_whole():
+    """When the MLP reads ``cat([y[:, :N] * rot, y[:, N:]])``, the pieces went through different
+    ops: no copy of the branch on the selected rows computes that cat, so the region is reused
+    whole and the note names the cat."""
+    captured = joint_parallel(apart=True)
+    (plan,) = analyse(captured, JOINT, through="plan").plans
+    assert not plan.partial and plan.recompute == ()
+    assert "joins pieces of the stream computed apart" in plan.region.note
+
+
+def test_rewrite_rows_joint_parallel_equals_a_hand_written_partial_step():
+    """On real tensors, a rows step (k=7 of N+M=24 joint tokens) equals the step written out by
+    hand: the top-k tokens of the base score; those rows of the joint stream through the norm,
+    modulation, mlp_in and gelu; the cached SDPA output's rows at those tokens, heads merged;
+    proj_out of both, written into a copy of the cache; the current gate."""
+    captured = joint_parallel()
+    model = captured.model
+    x, text, t = captured.args
+    ctx = analyse(captured, JOINT)
+    state = state_tensors(ctx)
+    by_key = {spec.key: tensor for spec, tensor in zip(ctx.specs, state)}
+    generator = torch.Generator().manual_seed(7)
+    for (_, name), tensor in by_key.items():
+        if name in ("slot0", "slot1", "base"):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+    cache, attention, base = (by_key[(0, name)].clone() for name in ("slot0", "slot1", "base"))
+    with torch.no_grad():
+        got_x, got_text = variant(ctx, {0: 7})(*captured.inputs, *state)
+        shift, scale, gate = model.modulation(t)
+        h = torch.cat([x, text], dim=1)
+        want = cache.clone()
+        idx = base.topk(7, dim=1).indices
+        for b in range(B):
+            y = model.norm(h[b, idx[b]]) * (1 + scale[b]) + shift[b]
+            o = attention[b, :, idx[b]].transpose(0, 1).reshape(7, C)
+            want[b, idx[b]] = model.proj_out(torch.cat([o, F.gelu(model.mlp_in(y))], dim=-1))
+        out = h + gate * want
+    torch.testing.assert_close(got_x, out[:, :N], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_text, out[:, N:], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(by_key[(0, "slot0")], want, rtol=1e-6, atol=1e-6)
+
+
+def test_plan_joint_attention_over_the_streams_is_cached_at_the_streams_offset():
+    """FLUX.3's joint block: the attention over cat(text, image) mixes tokens, so it is cached
+    (slot 1, [B, H, M+N, D]) with the image tokens from row M on; the rest is token-wise on the
+    joint axis and recomputed on the image's rows: norm, modulation (mul, add), the cat, what
+    follows the SDPA (transpose, reshape, proj), fc1, gelu, fc2, the sum and the image's piece
+    of the split (the qkv linear feeds only the cached attention)."""
+    captured = joint_block3()
+    (plan,) = analyse(captured, JOINT, through="plan").plans
+    assert (plan.region.kind, plan.region.tokens, plan.partial) == ("parallel", N, True)
+    assert [op_kind(n) for n in plan.recompute] == [
+        "layer_norm", "mul", "add", "cat", "transpose", "reshape", "linear", "linear", "gelu", "linear",
+        "add", "getitem"]
+    (sdpa,) = [n for n in captured.gm.graph.nodes if op_kind(n) == "scaled_dot_product_attention"]
+    assert [s.node for s in plan.slots] == [plan.region.cache_point, sdpa]
+    assert [(s.token_axis, s.shape, s.offset) for s in plan.slots] == [
+        (1, (B, N, C), 0), (2, (B, HEADS, M + N, C // HEADS), M)]
+
+
+def test_rewrite_rows_joint_attention_rows_are_read_at_the_streams_offset():
+    """On real tensors, a rows step (k=6 of the N=16 image tokens) equals the step written out
+    by hand: the cached attention's rows M + token, the MLP on the image rows, summed, written
+    into a copy of the cache; the current gate."""
+    captured = joint_block3()
+    model = captured.model
+    x, text, t = captured.args
+    ctx = analyse(captured, JOINT)
+    state = state_tensors(ctx)
+    by_key = {spec.key: tensor for spec, tensor in zip(ctx.specs, state)}
+    generator = torch.Generator().manual_seed(3)
+    for (_, name), tensor in by_key.items():
+        if name in ("slot0", "slot1", "base"):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+    cache, attention, base = (by_key[(0, name)].clone() for name in ("slot0", "slot1", "base"))
+    with torch.no_grad():
+        (got,) = variant(ctx, {0: 6})(*captured.inputs, *state)
+        shift, scale, gate = model.modulation(t)
+        want = cache.clone()
+        idx = base.topk(6, dim=1).indices
+        for b in range(B):
+            y = model.norm(x[b, idx[b]]) * (1 + scale[b]) + shift[b]
+            o = attention[b, :, M + idx[b]].transpose(0, 1).reshape(6, C)
+            want[b, idx[b]] = model.attn.proj(o) + model.mlp(y)
+    torch.testing.assert_close(got, x + gate * want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(by_key[(0, "slot0")], want, rtol=1e-6, atol=1e-6)

@@ -74,10 +74,14 @@ def test_a_decision_names_itself_and_zero_rows_is_a_reuse():
     assert Decision.refresh(0) == REUSE
     assert Decision.refresh(3).tokens_refreshed(49) == 3 and FULL.tokens_refreshed(49) == 49
     assert REUSE.tokens_refreshed(49) == FORECAST.tokens_refreshed(49) == 0
+    assert Decision.forecast(0) == FORECAST and not FORECAST.selects
+    assert str(Decision.forecast(4)) == "forecast+rows4" and Decision.forecast(4).tokens_refreshed(49) == 4
+    assert Decision.forecast(4).selects and Decision.refresh(2).selects and not FULL.selects
 
 
 @pytest.mark.parametrize("bad", [lambda: Decision(Action.ROWS, 0), lambda: Decision(Action.FULL, 2),
-                                 lambda: Decision.refresh(-1)])
+                                 lambda: Decision.refresh(-1), lambda: Decision(Action.REUSE, 1),
+                                 lambda: Decision.forecast(-1), lambda: Decision(Action.SKIP, 3)])
 def test_a_decision_with_inconsistent_rows_is_refused(bad):
     with pytest.raises(ValueError):
         bad()
@@ -168,6 +172,15 @@ def test_forecast_without_taylor_state_is_refused():
     analysis = captured_analysis()
     with pytest.raises(RewriteError, match="taylorseer"):
         pipeline.build_variant(analysis, {1: FORECAST})
+
+
+def test_forecast_rows_need_a_token_wise_region_and_selection_state():
+    analysis = captured_analysis(ToCaConfig(compiler="eager", mode="taylorseer", forecast_refresh=0.2))
+    with pytest.raises(RewriteError, match="cannot recompute 2 forecast rows"):
+        pipeline.build_variant(analysis, {0: Decision.forecast(2)})  # region 0: attention, reused whole
+    plain = captured_analysis(ToCaConfig(compiler="eager", mode="taylorseer"))
+    with pytest.raises(RewriteError, match="forecast_refresh"):
+        pipeline.build_variant(plain, {1: Decision.forecast(2)})
 
 
 # -- dead code -----------------------------------------------------------------------------

@@ -167,6 +167,29 @@ def test_joint_blocks_returning_a_dict():
     check(ArchSpec(block_output="dict", joint=True, depth=2, tokens=12))
 
 
+def test_joint_blocks_with_one_mlp_over_both_streams_refresh_each_stream_per_token():
+    """CogVideoX's feed-forward: ONE MLP over cat(text, image), sliced back into the streams.
+    Each stream's MLP region is refreshed per token (its rows at their offset of the joint axis),
+    the joint attention reused whole; every step equals the oracle, which runs the MLP on each
+    stream's rows alone."""
+    report = check(ArchSpec(joint=True, shared_mlp=True, depth=2, tokens=12))
+    assert [(r.kind, r.partial_ok) for r in report.regions if r.kind == "mlp"] == [("mlp", True)] * 3
+
+
+@pytest.mark.parametrize("tokens", [12, 4], ids=["more-image-tokens", "as-many-as-text"])
+def test_joint_attention_scores_each_stream_from_its_own_rows_and_columns(tokens):
+    """The image and text MLPs of a joint block select by the attention their own tokens
+    received in the joint attention (text rows first here: the image tokens start at 4); with
+    as many image as text tokens only the graph's data flow tells the two apart."""
+    spec = ArchSpec(joint=True, depth=2, tokens=tokens, text_tokens=4)
+    report = check(spec)
+    sources = {(p.region.block, p.region.tokens, p.region.index): p.score for p in report.graphs[0].plans if p.partial}
+    assert all(s.kind == "attention" and s.span == key[1] for key, s in sources.items()), sources
+    # regions in graph order: block 0 image MLP, block 0 text MLP, block 1 image MLP
+    offsets = [s.offset for _, s in sorted(sources.items(), key=lambda item: item[0][2])]
+    assert offsets == [4, 0, 4]
+
+
 def test_conv_patch_embedding_gives_the_spatial_grid_of_the_bonus():
     """Image in, image out; the tokens come from a 4×4 grid, so the spatial bonus works on 2×2
     squares of it (the oracle re-derives them)."""

@@ -47,6 +47,24 @@ def test_attention_received_estimate_is_the_explicit_map_over_strided_query_rows
     assert (attention_received(q, k, None, n) - _explicit_received(q, k)).norm() < 1e-5  # exact with every row
 
 
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(2, 12), st.integers(4, 40), st.booleans(), st.integers(0, 1000))
+@examples(30)
+def test_joint_attention_score_is_the_streams_own_block_of_the_explicit_map(batch, heads, t, n, text_first, seed):
+    """Joint attention over [text; image] (or [image; text]): the image score sums, over sampled
+    image query rows, the softmax over every key at the image columns only."""
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(batch, heads, t + n, 8, generator=g), torch.randn(batch, heads, t + n, 8, generator=g)
+    offset = t if text_first else 0
+    for m in (max(1, n // 4), n):
+        rows = [offset + int(i * n / m) for i in range(m)]
+        probs = torch.softmax(q[..., rows, :] @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
+        received = probs[..., offset:offset + n].sum(dim=-2).mean(dim=1)
+        expected = received / received.norm(dim=-1, keepdim=True)
+        got = attention_received(q, k, None, m, offset, n)
+        assert got.shape == (batch, n)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("n", [8, 16, 48])
 def test_attention_received_estimate_converges_on_average(n):
     # one draw can be luckier with fewer rows; the mean error over many draws falls with more rows

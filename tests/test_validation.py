@@ -52,6 +52,11 @@ def test_accepted_values_pass():
     (lambda: ToCaConfig(score="x"), "ToCaConfig.score must be one of ['attention', 'kvnorm', 'random'], got 'x'"),
     (lambda: ToCaConfig(cfg_shared=1), "ToCaConfig.cfg_shared must be True or False, got 1"),
     (lambda: ToCaConfig(taylor_order=3), "ToCaConfig.taylor_order must be the integer 1 or 2, got 3"),
+    (lambda: ToCaConfig(mode="taylorseer", forecast_refresh=1.5),
+     "ToCaConfig.forecast_refresh must be a finite number in [0.0, 1.0], got 1.5"),
+    (lambda: ToCaConfig(forecast_refresh=0.1),
+     "ToCaConfig.forecast_refresh refreshes tokens on forecast steps, which only mode='taylorseer' has; "
+     "got mode='toca' with forecast_refresh=0.1"),
     (lambda: get_preset("fora", base_ratio=2), "ToCaSchedule.base_ratio must be a number in [0.0, 1.0], got 2"),
     (lambda: get_preset("fora", step_levels=0), "ToCaSchedule.step_levels must be an integer >= 1 or None, got 0"),
     (lambda: StepListSchedule(0, (0,)), "ToCaSchedule.num_steps must be an integer >= 1, got 0"),

@@ -209,7 +209,6 @@ def _flux3():
 _register(
     ZooEntry(
         name="Flux3Transformer2DModel",
-        reused_labels=("single_transformer_blocks.*.parallel",),
         build=_flux3,
         num_blocks={"parallel": 6},
         timestep_arg="timestep",
@@ -224,8 +223,8 @@ _register(
             "images). Then 2 joint blocks: the normed text and image are concatenated INSIDE the "
             "branch, one attention + MLP runs over [text, image], and the output is split into two "
             "gated residual adds (text stream, image stream): 2 parallel regions per joint block, "
-            "whose branch concatenates and slices the token axis (so those are reused whole; the "
-            "text-only and image-only blocks are refreshed per token). "
+            "whose branch concatenates the token axis and splits it back (torch.split): each stream's "
+            "rows are refreshed at their offset of the joint axis, the joint attention output cached. "
             "Modulation is per token ([B, N, 3C], expanded). 4-axis RoPE ids (t, h, w, l)."
         ),
     )

@@ -41,7 +41,6 @@ def _cogview3plus():
 _register(
     ZooEntry(
         name="CogView3PlusTransformer2DModel",
-        reused_kinds=("mlp",),
         build=_cogview3plus,
         num_blocks={"joint_attn": 4, "mlp": 4},
         mlp_streams={"image": 2, "text": 2},
@@ -115,7 +114,6 @@ def _consisid():
 _register(
     ZooEntry(
         name="ConsisIDTransformer3DModel",
-        reused_labels=("transformer_blocks.*.mlp",),
         build=_consisid,
         num_blocks={"joint_attn": 6, "mlp": 6, "cross_attn": 1},
         mlp_streams={"image": 2, "text": 2, "face": 2},

@@ -62,7 +62,6 @@ def _hunyuan_image(refiner: bool):
 _register(
     ZooEntry(
         name="HunyuanImageTransformer2DModel",
-        reused_kinds=("parallel",),
         build=_hunyuan_image(refiner=False),
         num_blocks={"attn": 1, "joint_attn": 4, "mlp": 5, "parallel": 2},
         attn_streams={"text": 1},
@@ -92,7 +91,6 @@ _register(
 _register(
     ZooEntry(
         name="HunyuanImageTransformer2DModel[refiner]",
-        reused_kinds=("parallel",),
         build=_hunyuan_image(refiner=True),
         num_blocks={"attn": 1, "joint_attn": 4, "mlp": 5, "parallel": 2},
         attn_streams={"text": 1},
@@ -233,7 +231,6 @@ def _framepack():
 _register(
     ZooEntry(
         name="HunyuanVideoFramepackTransformer3DModel",
-        reused_kinds=("parallel",),
         build=_framepack,
         num_blocks={"attn": 1, "joint_attn": 2, "mlp": 3, "parallel": 2},
         attn_streams={"text": 1},

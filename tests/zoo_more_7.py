@@ -436,7 +436,6 @@ def _motif_video():
 _register(
     ZooEntry(
         name="MotifVideoTransformer3DModel",
-        reused_kinds=("parallel",),
         build=_motif_video,
         num_blocks={"joint_attn": 4, "mlp": 4, "parallel": 2},
         mlp_streams={"image": 2, "text": 2},

@@ -51,6 +51,10 @@ class ToCaConfig:
         steps: ratio 0), ``"duca"`` (partial steps alternate ToCa and aggressive steps that
         run no block), ``"taylorseer"`` (forecast branch outputs from finite differences).
     taylor_order: order of the TaylorSeer forecast, 1 or 2 (memory grows as order + 1).
+    forecast_refresh: ``mode="taylorseer"`` only: on forecast steps, the fraction of tokens of
+        each token-wise region that is computed exactly instead of forecast (ToCa's selection:
+        the attention score of the last full step plus staleness). 0 (default): forecast every
+        token. The forecast's own differences still come from full steps only.
     warmup: the first ``warmup`` steps are full, then every ``interval``-th step counted from
         the last of them (1: full at 0, N, 2N, ...). The first steps change the most and are
         forecast worst; a few full ones at the start buy much quality for little compute.
@@ -82,6 +86,7 @@ class ToCaConfig:
     preset: str | None = None
     mode: Mode = "toca"
     taylor_order: int = 1
+    forecast_refresh: float = 0.0
     warmup: int = 1
     schedule_file: str | None = None
     max_shapes: int = 8
@@ -109,6 +114,10 @@ class ToCaConfig:
         if not isinstance(self.taylor_order, int) or isinstance(self.taylor_order, bool) \
                 or self.taylor_order not in _TAYLOR_ORDERS:
             fail(_OWNER, "taylor_order", "the integer 1 or 2", self.taylor_order)
+        check_number(_OWNER, "forecast_refresh", self.forecast_refresh, low=0.0, high=1.0)
+        if self.forecast_refresh > 0 and self.mode != "taylorseer":
+            raise ValueError(f"ToCaConfig.forecast_refresh refreshes tokens on forecast steps, which only "
+                             f"mode='taylorseer' has; got mode={self.mode!r} with forecast_refresh={self.forecast_refresh}")
         check_int(_OWNER, "warmup", self.warmup, low=1)
         if self.preset is not None and self.warmup != 1:
             raise ValueError("ToCaConfig.warmup applies to interval schedules; a preset sets its own first full steps "

@@ -68,6 +68,8 @@ class CacheSlot:
     token_axis: int
     shape: tuple[int, ...]
     dtype: object
+    offset: int = 0                 # the region's tokens start here on the token axis (a joint
+                                    # text+image attention output holds the other stream's rows too)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,4 +102,6 @@ class ScoreSource:
     cross_query: fx.Node | None = None          # cross-attention q, k (s2), if the block has one
     cross_key: fx.Node | None = None
     cross_scale: float | None = None
+    offset: int = 0                             # joint attention: where this stream's tokens start
+    span: int | None = None                     # among its keys, and how many (None: all keys)
     grid: tuple[int, ...] = ()                  # token grid from the patch embedding, () if none

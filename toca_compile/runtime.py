@@ -28,7 +28,7 @@ import torch.fx as fx
 from .clock import ExplicitGeneration, GenerationLog, ModelCall, Placement, TimestepClock
 from .compilers import compile_graph
 from .graph_inputs import InputMeta, describe_all
-from .decisions import FORECAST, FULL, REUSE, SKIP, Action, Decision
+from .decisions import FULL, REUSE, SKIP, Action, Decision
 from .observers import call_observed
 from .passes.constant_inputs import COMPUTE, FILL, READ
 from .passes.specialize_shapes import data_dependent_node, is_symbolic, specialize_shapes
@@ -269,7 +269,7 @@ class Specialization:
         if not analysis.constants or not placed:
             return COMPUTE, None
         readers = analysis.constant_readers
-        if not any(decisions[i].action in (Action.FULL, Action.ROWS) for i in readers):
+        if not any(decisions[i].action is Action.FULL or decisions[i].selects for i in readers):
             return COMPUTE, None  # nothing reads them: the caches stay as they are
         stored = state.constants
         positions = analysis.constant_inputs
@@ -296,7 +296,8 @@ class Specialization:
         return decisions
 
     def _decide(self, step: int, full: bool) -> dict[int, Decision]:
-        """Per region: FULL (compute, refill), REUSE, ROWS(k), FORECAST (TaylorSeer) or SKIP
+        """Per region: FULL (compute, refill), REUSE, ROWS(k), FORECAST (TaylorSeer; with k rows
+        computed exactly under ``forecast_refresh``) or SKIP
         (DuCa aggressive step)."""
         analysis = self.analysis
         assert analysis is not None
@@ -307,7 +308,9 @@ class Specialization:
         if mode == "duca" and schedule.aggressive(step):
             return {p.region.index: SKIP for p in analysis.plans}
         if mode == "taylorseer":
-            return {p.region.index: FORECAST for p in analysis.plans}
+            refresh = toca.config.forecast_refresh
+            return {p.region.index: Decision.forecast(tokens_for(refresh, p.region.tokens) if p.partial else 0)
+                    for p in analysis.plans}
         num_blocks = analysis.detection.num_blocks
         decisions = {}
         for plan in analysis.plans:
@@ -341,7 +344,7 @@ class Specialization:
         for plan in self.analysis.plans:  # type: ignore[union-attr]
             region = plan.region
             random = plan.score is None or plan.score.kind == "random"
-            if decisions[region.index].action is Action.ROWS and random:
+            if decisions[region.index].selects and random:
                 noise = state.by_key[(region.index, "base")]
                 noise.copy_(random_scores(seed, step, offset + region.index, region.batch, region.tokens))
 

@@ -69,8 +69,28 @@ MNIST_SCHEDULER_CONFIG: dict = {
 # embedding and the output projection. Trained by `examples/train_mnist.py --variant p2`.
 MNIST_DIT_P2_CONFIG: dict = {**MNIST_DIT_CONFIG, "patch_size": 2}
 
+# kwargs of diffusers.SD3Transformer2DModel: the joint-attention (MM-DiT) variant of the bundled
+# DiT, same width, patch and token count (49 image tokens); the label enters as
+# JOINT_CONTEXT_TOKENS "text" tokens attended together with the image tokens, plus a pooled vector
+# (see LabelConditioning). Trained by examples/train_mnist_joint.py.
+MNIST_JOINT_CONFIG: dict = {
+    "sample_size": IMAGE_SIZE,
+    "patch_size": 4,
+    "in_channels": 1,
+    "out_channels": 1,
+    "num_layers": 4,
+    "attention_head_dim": 16,
+    "num_attention_heads": 4,  # width 64
+    "joint_attention_dim": 64,
+    "caption_projection_dim": 64,
+    "pooled_projection_dim": 64,
+    "pos_embed_max_size": 7,
+}
+JOINT_CONTEXT_TOKENS = 4
+
 DIT_ASSET = "mnist_dit.safetensors"
 DIT_P2_ASSET = "mnist_dit_p2.safetensors"
+JOINT_ASSET = "mnist_joint.safetensors"
 CLASSIFIER_ASSET = "mnist_classifier.safetensors"
 
 
@@ -135,6 +155,51 @@ class MNISTClassifier(nn.Module):
         return self.fc2(self.features(x))
 
 
+class LabelConditioning(nn.Module):
+    """Digit label (0..9, or :data:`NULL_LABEL`) -> the joint transformer's conditioning: a
+    ``[B, JOINT_CONTEXT_TOKENS, joint_attention_dim]`` table of learned context tokens
+    (``encoder_hidden_states``) and a ``[B, pooled_projection_dim]`` learned vector
+    (``pooled_projections``). Kept apart from the transformer so that the transformer alone is
+    what ``torch.compile`` (and toca-compile) sees."""
+
+    def __init__(self, tokens: int = JOINT_CONTEXT_TOKENS, dim: int = 64, pooled_dim: int = 64) -> None:
+        super().__init__()
+        self.tokens, self.dim = tokens, dim
+        self.context = nn.Embedding(NUM_CLASSES + 1, tokens * dim)
+        self.pooled = nn.Embedding(NUM_CLASSES + 1, pooled_dim)
+        nn.init.normal_(self.context.weight, std=1.0)
+        nn.init.normal_(self.pooled.weight, std=0.02)
+
+    def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.context(labels).view(-1, self.tokens, self.dim), self.pooled(labels)
+
+
+class JointMNIST(nn.Module):
+    """A label-conditional joint-attention denoiser with the bundled DiT's call signature,
+    ``model(x, timestep=t, class_labels=y, return_dict=False)[0]`` (so :func:`sample` runs it):
+    :class:`LabelConditioning` then ``transformer`` (a diffusers ``SD3Transformer2DModel``, or a
+    ``torch.compile`` of one: ``JointMNIST(torch.compile(m.transformer, backend=...), m.conditioning)``)."""
+
+    def __init__(self, transformer: nn.Module, conditioning: LabelConditioning) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.conditioning = conditioning
+
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor, return_dict: bool = False):
+        context, pooled = self.conditioning(class_labels)
+        return self.transformer(hidden_states=x, encoder_hidden_states=context.to(x.dtype),
+                                pooled_projections=pooled.to(x.dtype), timestep=timestep, return_dict=return_dict)
+
+
+def make_mnist_joint() -> JointMNIST:
+    """A randomly initialised :class:`JointMNIST` of :data:`MNIST_JOINT_CONFIG`."""
+    from diffusers import SD3Transformer2DModel  # noqa: PLC0415
+
+    c = MNIST_JOINT_CONFIG
+    return JointMNIST(SD3Transformer2DModel(**c),
+                      LabelConditioning(JOINT_CONTEXT_TOKENS, c["joint_attention_dim"], c["pooled_projection_dim"]))
+
+
 def assets() -> Traversable:
     """The folder of bundled assets, ``toca_compile/demo/assets`` in the installed package: weights,
     their training record, reference classifier features and the calibrated schedules."""
@@ -193,6 +258,29 @@ def load_mnist_dit(
         raise ValueError(f"{source} does not fit the config of variant {variant!r} {spec.config}: {exc}") from exc
     model = model.to(device)
     if dtype != torch.float32:  # ModelMixin.to warns whenever a dtype is passed
+        model = model.to(dtype)
+    return model.eval().requires_grad_(False)
+
+
+def load_mnist_joint(
+    dtype: torch.dtype = torch.float32,
+    device: Union[str, torch.device] = "cpu",
+    path: Optional[PathLike] = None,
+) -> JointMNIST:
+    """The bundled class-conditional joint-attention MNIST model (:class:`JointMNIST`: a
+    diffusers ``SD3Transformer2DModel`` of :data:`MNIST_JOINT_CONFIG` and its label table), eval
+    mode, gradients off. Trained by ``examples/train_mnist_joint.py``; sample it with
+    :func:`sample` like the DiT."""
+    state, metadata = _load_state(JOINT_ASSET, path)
+    if "config" in metadata and json.loads(metadata["config"]) != MNIST_JOINT_CONFIG:
+        raise ValueError(
+            f"{path or JOINT_ASSET} was trained with config {metadata['config']}, which differs from "
+            f"MNIST_JOINT_CONFIG {MNIST_JOINT_CONFIG}; retrain with examples/train_mnist_joint.py"
+        )
+    model = make_mnist_joint()
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    model = model.to(device)
+    if dtype != torch.float32:
         model = model.to(dtype)
     return model.eval().requires_grad_(False)
 

@@ -27,18 +27,26 @@ def _sample_rows(n: int, m: int) -> list[int] | None:
     return [int(i * step) for i in range(m)]
 
 
-def attention_received(q: torch.Tensor, k: torch.Tensor, scale: float | None, samples: int) -> torch.Tensor:
+def attention_received(q: torch.Tensor, k: torch.Tensor, scale: float | None, samples: int,
+                       offset: int = 0, span: int | None = None) -> torch.Tensor:
     """s1: l2-normalised head-mean column sums of softmax(q kᵀ·scale), [B, N] for q, k [B, H, N, D].
 
     Fused attention never materialises the map, so the column sums are estimated from
-    ``samples`` strided query rows (exact when ``samples >= N``); only on full steps.
+    ``samples`` strided query rows (exact when ``samples >= N``); only on full steps. Joint
+    attention (text and image tokens in one sequence): ``span`` tokens from ``offset`` are this
+    stream's; its query rows are sampled, the softmax runs over every key as the attention's
+    does, and the stream's own columns are summed.
     """
     scale = (1.0 / math.sqrt(q.shape[-1])) if scale is None else scale
+    if span is not None:
+        q = q[..., offset:offset + span, :]
     rows = _sample_rows(q.shape[-2], samples)
     if rows is not None:
         q = q[..., rows, :]
-    probs = torch.softmax((q.float() @ k.float().transpose(-1, -2)) * scale, dim=-1)  # [B, H, m, N]
-    received = probs.sum(dim=-2).mean(dim=1) * (k.shape[-2] / q.shape[-2])
+    probs = torch.softmax((q.float() @ k.float().transpose(-1, -2)) * scale, dim=-1)  # [B, H, m, L]
+    if span is not None:
+        probs = probs[..., offset:offset + span]
+    received = probs.sum(dim=-2).mean(dim=1) * (probs.shape[-1] / q.shape[-2])
     return _l2(received)
 
 
@@ -64,8 +72,11 @@ def cross_entropy(q: torch.Tensor, k: torch.Tensor, scale: float | None, cfg_hal
     return _l2(1.0 + entropy)
 
 
-def kv_norm(v: torch.Tensor) -> torch.Tensor:
-    """DuCa's attention-free score from value vectors v [B, H, N, D]: l2norm(Σ_h (1 - ‖v_h‖))."""
+def kv_norm(v: torch.Tensor, offset: int = 0, span: int | None = None) -> torch.Tensor:
+    """DuCa's attention-free score from value vectors v [B, H, N, D]: l2norm(Σ_h (1 - ‖v_h‖));
+    with ``span``, of this stream's ``span`` values from ``offset`` (joint attention)."""
+    if span is not None:
+        v = v[..., offset:offset + span, :]
     return _l2((1.0 - v.float().norm(dim=-1)).sum(dim=1))
 
 

@@ -4,6 +4,13 @@ Walking back from the cache point, token-wise nodes are re-evaluated on the gath
 the first token-mixing value met on each path is read from its own cache instead. Regions
 whose cache point is itself token-mixing (self-attention) reuse the whole cache. A region
 whose walk meets an opaque node also falls back to whole reuse, with a note saying why.
+
+A branch that concatenates its stream with another one along the token axis and slices it
+back (CogVideoX's MLP over text and video) is token-wise in between: a partial step recomputes
+only this stream's selected rows (token_axes.py, ``Span``). So does a joint stream that the
+branch slices into pieces and concatenates again unchanged (HunyuanVideo's single-stream
+blocks): the concatenation is the value sliced. Every node on the way must hold all of the
+stream's tokens; pieces of them computed apart are reused whole.
 """
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import torch.fx as fx
 
 from ..ops import op_name, shape_of, tensor_meta, writes_in_place
 from ..regions import MIXING_KINDS, CacheSlot, DetectionResult, Region, RegionPlan
-from .token_axes import Axes, analyze_branch
+from .token_axes import Axes, analyze_branch, joins_pieces, row_source
 
 
 def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> tuple[RegionPlan, ...]:
@@ -28,7 +35,8 @@ def _slot(node: fx.Node, axes: Axes | None, region: Region) -> CacheSlot:
     assert meta is not None, f"cache point {node} is not a tensor"
     shape = shape_of(node) or ()
     return CacheSlot(node=node, batch_axis=axes.batch if axes else region.batch_axis,
-                     token_axis=axes.token if axes else region.token_axis, shape=shape, dtype=meta.dtype)
+                     token_axis=axes.token if axes else region.token_axis, shape=shape, dtype=meta.dtype,
+                     offset=axes.span.at if axes and axes.span else 0)
 
 
 def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node, Region]) -> RegionPlan:
@@ -55,6 +63,8 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
     point_axes = axes.get(point)
     if point_axes is None or point_axes.mixing:
         return whole(f"cache point {point.name} has no token axis; reused whole")
+    if point_axes.span is not None:  # not sliced back to exactly the stream's tokens
+        return whole(f"cache point {point.name} holds rows of another stream too; reused whole")
     recompute: set[fx.Node] = set()
     mixing: list[fx.Node] = []
     stack = [point]
@@ -65,13 +75,21 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
         node_axes = axes.get(node)
         if node_axes is None:
             return whole(f"'{op_name(node) or node.op}' at {node.name} hides the token axis; reused whole")
+        if node_axes.span is not None and not node_axes.span.whole:
+            # rows of a selection over the whole stream: not there, or cached at other positions
+            return whole(f"'{op_name(node) or node.op}' at {node.name} holds only part of the stream's tokens "
+                         "among other rows; reused whole")
         if node_axes.mixing:
             if not isinstance(tensor_meta(node), torch.Tensor):
                 return whole(f"token-mixing value {node.name} is not a tensor; reused whole")
             mixing.append(node)
             continue
+        source = row_source(node, axes)
+        if source is None and joins_pieces(node, axes):
+            return whole(f"'cat' at {node.name} joins pieces of the stream computed apart; reused whole")
         recompute.add(node)
-        stack.extend(n for n in node.all_input_nodes if n in region.branch or n is region.fork)
+        inputs = [source] if source is not None else node.all_input_nodes
+        stack.extend(n for n in inputs if n in region.branch or n is region.fork)
     slots = [_slot(point, point_axes, region)] + [_slot(m, axes[m], region) for m in sorted(mixing, key=order.__getitem__)]
     return RegionPlan(replace(region, partial_ok=True), tuple(slots), tuple(sorted(recompute, key=order.__getitem__)), axes)
 

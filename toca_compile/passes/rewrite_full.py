@@ -43,12 +43,13 @@ def fill_region(graph: fx.Graph, plan: RegionPlan, mapping: dict[fx.Node, fx.Nod
         return
     with graph.inserting_before(mapping[plan.region.cache_point]):
         if source.kind == "kvnorm":
-            score = graph.call_function(kv_norm, (mapping[source.value],))
+            score = graph.call_function(kv_norm, (mapping[source.value], source.offset, source.span))
         else:
-            score = _shared_attention_score(graph, source, mapping, config)
+            score = _shared_attention_score(graph, source, mapping, config) if source.span is None else None
             if score is None:
                 score = graph.call_function(attention_received, (mapping[source.query], mapping[source.key],
-                                                                 source.scale, config.score_queries))
+                                                                 source.scale, config.score_queries,
+                                                                 source.offset, source.span))
             if source.cross_query is not None:
                 entropy = graph.call_function(cross_entropy, (mapping[source.cross_query], mapping[source.cross_key],
                                                               source.cross_scale, config.cfg_shared))

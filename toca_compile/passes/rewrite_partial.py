@@ -8,9 +8,12 @@ from outside the branch that run along the token axis are gathered too; token-mi
 come from their own caches), and ``index_put_`` of the result into the cache. Everything that
 used the cache point then reads the updated cache; the gate and residual add stay as they are,
 so they use the current step's modulation. Dead code (the skipped attention) is removed.
+A TaylorSeer region forecasts its output instead; with forecast rows (``forecast_refresh``) the
+same row copy then writes its exact rows into the forecast rather than into the cache.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch.fx as fx
@@ -25,7 +28,7 @@ from .constant_inputs import COMPUTE, FILL, READ, ConstantValue
 from .dead_code import EFFECT
 from .rewrite_full import fill_region
 from .state_inputs import GLOBAL, StateSpec, add_state_placeholders, copy_graph_module
-from .token_axes import Axes
+from .token_axes import Axes, row_source, rows_index
 
 _SIZED = {"view", "reshape", "expand", "broadcast_to"}
 EXPECTED_SHAPE = "toca_expected_shape"
@@ -67,7 +70,12 @@ def rewrite_variant(gm: fx.GraphModule, plans: tuple[RegionPlan, ...], specs: tu
         elif action is Action.FORECAST:
             if (plan.region.index, "taylor1") not in state:
                 raise RewriteError(f"region {plan.region.label}: FORECAST needs the Taylor state of mode='taylorseer'")
-            _forecast(new.graph, plan, mapping, state)
+            if decision.rows and not plan.partial:
+                raise RewriteError(f"region {plan.region.label} is reused whole ({plan.region.note or 'not token-wise'}); "
+                                   f"it cannot recompute {decision.rows} forecast rows")
+            if decision.rows and (plan.region.index, "stale") not in state:
+                raise RewriteError(f"region {plan.region.label}: forecast rows need the selection state of forecast_refresh > 0")
+            _forecast(new.graph, plan, mapping, state, decision.rows, config)
         elif action is Action.REUSE:
             _reuse(new.graph, plan, mapping, state)
         elif not plan.partial:
@@ -96,12 +104,17 @@ def _constants(graph: fx.Graph, constants: tuple[ConstantValue, ...], use: str, 
                     mapping[key] = cache
 
 
-def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
+def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig) -> None:
+    """The Taylor forecast of the branch output; with ``k > 0`` its selected rows are then
+    overwritten by rows computed exactly. The forecast is a fresh tensor, so the stored
+    differences (from full steps only) stay as they were."""
     index, point = plan.region.index, mapping[plan.region.cache_point]
     with graph.inserting_before(point):
         value = graph.call_function(taylor_forecast, (state[(index, "slot0")], state[(index, "taylor1")],
                                                       state.get((index, "taylor2")), state[(GLOBAL, "taylor_k")]))
-    point.replace_all_uses_with(value)
+    if k:
+        value = _recompute_rows(graph, plan, mapping, state, k, config, target=value)
+    point.replace_all_uses_with(value, delete_user_cb=lambda user: user is not value)
 
 
 def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
@@ -109,7 +122,10 @@ def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> Non
     point.replace_all_uses_with(state[(plan.region.index, "slot0")])
 
 
-def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig) -> None:
+def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig,
+                    target: fx.Node | None = None) -> fx.Node:
+    """Recompute ``k`` selected rows and write them into ``target`` (default: the region's
+    cache, whose every user then reads it); returns the written tensor."""
     region = plan.region
     index = region.index
     point = mapping[region.cache_point]
@@ -123,21 +139,25 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
         env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, region.batch_axis, region.token_axis))
         for old, (i, slot) in slot_of.items():
             if i > 0:  # token-mixing values inside the branch: gathered from their caches
-                env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], idx, slot.batch_axis, slot.token_axis))
+                rows = graph.call_function(operator.add, (idx, slot.offset)) if slot.offset else idx
+                env[old] = graph.call_function(take_rows, (state[(index, f"slot{i}")], rows, slot.batch_axis, slot.token_axis))
         for old in plan.recompute:
-            env[old] = _copy_on_rows(graph, old, plan, mapping, env, idx, k)
+            source = row_source(old, plan.axes)  # a cat with another stream: only this one's rows
+            env[old] = env[source] if source is not None else _copy_on_rows(graph, old, plan, mapping, env, idx, k)
         head = plan.slots[0]
-        write = graph.call_function(put_rows, (state[(index, "slot0")], idx, head.batch_axis, head.token_axis, env[region.cache_point]))
+        into = state[(index, "slot0")] if target is None else target
+        write = graph.call_function(put_rows, (into, idx, head.batch_axis, head.token_axis, env[region.cache_point]))
         stale = graph.call_function(refresh_staleness, (state[(index, "stale")], idx))
     write.meta[EFFECT] = True
     stale.meta[EFFECT] = True
-    point.replace_all_uses_with(write, delete_user_cb=lambda user: user is not write)
+    if target is None:
+        point.replace_all_uses_with(write, delete_user_cb=lambda user: user is not write)
+    return write
 
 
 def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict, env: dict, idx: fx.Node, k: int) -> fx.Node:
     out_axes: Axes = plan.axes[old]
     out_shape = shape_of(old)
-    region = plan.region
 
     name = op_name(old)
     broadcasting = name in ELEMENTWISE or name in ("cat", "stack")
@@ -149,13 +169,15 @@ def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict
             return env[value]
         if not broadcasting:  # weights, keys/values of cross-attention: used whole
             return mapping[value]
-        return _gather_side(graph, value, mapping[value], out_axes, out_shape, idx, region.batch, region.tokens)
+        return _gather_side(graph, value, mapping[value], out_axes, out_shape, idx)
 
     new = graph.node_copy(old, substitute)
+    if name == "getitem" and shape_of(old.args[0]) is not None:  # a slice of the token axis keeps every row
+        new.args = (new.args[0], rows_index(old, plan.axes), *new.args[2:])
     if name == "scaled_dot_product_attention":
         mask = arg(old, 3, "attn_mask")
         if isinstance(mask, fx.Node):
-            gathered = _gather_side(graph, mask, mapping[mask], out_axes, out_shape, idx, region.batch, region.tokens)
+            gathered = _gather_side(graph, mask, mapping[mask], out_axes, out_shape, idx)
             if "attn_mask" in new.kwargs:
                 new.kwargs = {**new.kwargs, "attn_mask": gathered}
             else:
@@ -176,16 +198,19 @@ def _copy_on_rows(graph: fx.Graph, old: fx.Node, plan: RegionPlan, mapping: dict
     return new
 
 
-def _gather_side(graph: fx.Graph, old: fx.Node, side: fx.Node, out_axes: Axes, out_shape, idx: fx.Node,
-                 batch: int, tokens: int) -> fx.Node:
-    """An operand from outside the branch: gathered too when it runs along the token axis."""
+def _gather_side(graph: fx.Graph, old: fx.Node, side: fx.Node, out_axes: Axes, out_shape, idx: fx.Node) -> fx.Node:
+    """An operand from outside the branch: gathered too when it runs along the token axis (on an
+    axis shared with another stream, at the selected tokens' positions there)."""
     shape = shape_of(old)
-    if shape is None or out_shape is None or tokens == 1:
+    if shape is None or out_shape is None:
         return side
+    tokens = out_shape[out_axes.token]
     shift = len(out_shape) - len(shape)
     token_pos = out_axes.token - shift
-    if token_pos < 0 or shape[token_pos] != tokens:
+    if tokens == 1 or token_pos < 0 or shape[token_pos] != tokens:
         return side
     if shift > 0:
         side = graph.call_method("reshape", (side, *([1] * shift + list(shape))))
-    return graph.call_function(take_rows, (side, idx, out_axes.batch, out_axes.token))
+    span = out_axes.span
+    rows = idx if span is None or span.at == span.first else graph.call_function(operator.add, (idx, span.at - span.first))
+    return graph.call_function(take_rows, (side, rows, out_axes.batch, out_axes.token))

@@ -14,7 +14,8 @@ import torch.fx as fx
 
 from ..config import ToCaConfig
 from ..ops import arg, op_name, shape_of
-from ..regions import DetectionResult, RegionPlan, ScoreSource
+from ..regions import DetectionResult, Region, RegionPlan, ScoreSource
+from .graph_walk import GraphIndex
 
 _SDPA = "scaled_dot_product_attention"
 
@@ -24,17 +25,19 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: tu
     """The plans, each token-wise one with the :class:`ScoreSource` its selection uses."""
     grids = _token_grids(gm)
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    index = GraphIndex(gm.graph)
     # Scores cost an attention-map estimate on every full step: skip them when no partial
-    # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer).
-    selects = config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))
+    # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer without forecast_refresh).
+    selects = (config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))) \
+        or (config.mode == "taylorseer" and config.forecast_refresh > 0)
     by_block: dict[int, list[RegionPlan]] = {}
     for plan in plans:
         by_block.setdefault(plan.region.block, []).append(plan)
-    return tuple(replace(plan, score=_source(plan, by_block, order, grids, config, selects)) if plan.partial else plan
+    return tuple(replace(plan, score=_source(plan, by_block, order, index, grids, config, selects)) if plan.partial else plan
                  for plan in plans)
 
 
-def _source(plan: RegionPlan, by_block: dict[int, list[RegionPlan]], order: dict[fx.Node, int],
+def _source(plan: RegionPlan, by_block: dict[int, list[RegionPlan]], order: dict[fx.Node, int], index: GraphIndex,
             grids: dict[int, tuple[int, ...]], config: ToCaConfig, selects: bool) -> ScoreSource:
     region = plan.region
     random = ScoreSource(kind="random", grid=grids.get(region.tokens, ()))
@@ -44,7 +47,13 @@ def _source(plan: RegionPlan, by_block: dict[int, list[RegionPlan]], order: dict
     before = order[region.cache_point]
     attn = _self_attention(by_block[region.block], region.tokens, order, before)
     if attn is None:
-        return random
+        joint = _joint_attention(by_block[region.block], region, order, index, before)
+        if joint is None:
+            return random
+        owner, node, offset = joint
+        return replace(random, kind=config.score, owners=(owner,), query=arg(node, 0, "query"), key=arg(node, 1, "key"),
+                       value=arg(node, 2, "value"), scale=arg(node, 6, "scale"), attention=node,
+                       offset=offset, span=region.tokens)
     owner, node = attn
     source = replace(random, kind=config.score, owners=(owner,), query=arg(node, 0, "query"), key=arg(node, 1, "key"),
                      value=arg(node, 2, "value"), scale=arg(node, 6, "scale"), attention=node)
@@ -79,6 +88,60 @@ def _self_attention(plans: list[RegionPlan], tokens: int, order: dict[fx.Node, i
                     and _precedes(order, before, q, k, v)):
                 return plan.region.index, anchor
     return None
+
+
+def _joint_attention(plans: list[RegionPlan], region: Region, order: dict[fx.Node, int], index: GraphIndex,
+                     before: int) -> tuple[int, fx.Node, int] | None:
+    """A joint attention of the block over this stream's tokens and another stream's, with the
+    offset of this stream's tokens among its keys: (owner region, SDPA, offset).
+
+    The sequence is built by a ``cat`` of the two streams along the token axis (SD3 and FLUX
+    concatenate q/k/v or the qkv projections; the order differs). The stream's part is the
+    ``cat`` input computed from the stream of the joint-attention residual whose join feeds
+    this region; anything else (masks, several candidate ``cat`` nodes, equal lengths that the graph
+    cannot tell apart) is no source, and the region keeps the random score. A wrong guess here
+    could only change which tokens are refreshed, never what a refreshed token computes."""
+    for plan in plans:
+        joint = plan.region
+        # the joint-attention residual of this very stream: its join feeds this region's fork
+        # (the other stream's join does not, although its fork does, through the attention)
+        if joint.kind != "joint_attn" or joint.tokens != region.tokens or not index.reaches(joint.join, region.fork):
+            continue
+        for anchor in joint.anchors:
+            if op_name(anchor) != _SDPA or arg(anchor, 3, "attn_mask") is not None:
+                continue
+            q, k, v = arg(anchor, 0, "query"), arg(anchor, 1, "key"), arg(anchor, 2, "value")
+            if not (_heads_layout(q, k, v) and _precedes(order, before, q, k, v)):
+                continue
+            length = shape_of(k)[-2]  # type: ignore[index]
+            if shape_of(q)[-2] != length or length <= region.tokens:  # type: ignore[index]
+                continue
+            offset = _stream_offset(index, joint.fork, k, length, region.tokens)
+            if offset is not None:
+                return joint.index, anchor, offset
+    return None
+
+
+def _stream_offset(index: GraphIndex, stream: fx.Node, key: fx.Node, length: int, tokens: int) -> int | None:
+    """Where the ``tokens`` tokens computed from ``stream`` sit in the ``length``-long joint
+    sequence ``key`` is built from: the one ``cat`` of two inputs along an axis of sizes
+    summing to ``length``, exactly one of which is computed from ``stream``."""
+    found = []
+    for node in index.ancestors_after(key, stream):
+        if op_name(node) != "cat":
+            continue
+        parts = arg(node, 0, "tensors")
+        shape = shape_of(node)
+        if not isinstance(parts, (list, tuple)) or len(parts) != 2 or shape is None:
+            continue
+        dim = arg(node, 1, "dim", 0) % len(shape)
+        sizes = [shape_of(p)[dim] if isinstance(p, fx.Node) and shape_of(p) is not None else None for p in parts]  # type: ignore[index]
+        if None in sizes or sum(sizes) != length or shape[dim] != length:  # type: ignore[arg-type]
+            continue
+        mine = [i for i, p in enumerate(parts) if index.reaches(stream, p)]
+        if len(mine) == 1 and sizes[mine[0]] == tokens:
+            found.append(sum(sizes[:mine[0]]))  # type: ignore[arg-type]
+    return found[0] if len(set(found)) == 1 else None
 
 
 def _cross_attention(plans: list[RegionPlan], tokens: int, order: dict[fx.Node, int],
