@@ -889,11 +889,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, rows: list[Row]) -> int:
-    import inspect  # noqa: PLC0415
-
     import diffusers  # noqa: PLC0415
 
-    guidance = float(inspect.signature(zoo.sample).parameters["guidance"].default)
+    guidance = zoo.GUIDANCE
     t_start = time.perf_counter()
     model = zoo.load_mnist_dit()
     ctx = Context(model=model, fresh_model=zoo.load_mnist_dit, steps=STEPS, guidance=guidance,

@@ -566,11 +566,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", ToCaWarning)
-    guidance = args.guidance
-    if guidance is None:
-        import inspect  # noqa: PLC0415
-
-        guidance = float(inspect.signature(zoo.sample).parameters["guidance"].default)
+    guidance = zoo.GUIDANCE if args.guidance is None else args.guidance
     t_start = time.perf_counter()
 
     if args.random_weights:

@@ -320,12 +320,16 @@ def make_scheduler(kind: str = "ddim"):
     raise ValueError(f"kind must be 'ddim' or 'ddpm', got {kind!r}")
 
 
+#: classifier-free guidance scale of :func:`sample` (and of the benchmarks that do not set one)
+GUIDANCE = 3.0
+
+
 @torch.no_grad()
 def sample(
     model: Callable,
     labels: Union[torch.Tensor, Sequence[int]],
     steps: int = 50,
-    guidance: float = 3.0,
+    guidance: float = GUIDANCE,
     generator: Optional[torch.Generator] = None,
     seed: Optional[int] = None,
     progress: bool = True,
