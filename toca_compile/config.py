@@ -128,6 +128,12 @@ class ToCaConfig:
         check_int(_OWNER, "max_branches", self.max_branches, low=1)
         check_bool(_OWNER, "constant_kv", self.constant_kv)
 
+    @property
+    def selects_rows(self) -> bool:
+        """Whether this mode ever recomputes selected rows (and so keeps selection state):
+        ToCa and DuCa; TaylorSeer only with ``forecast_refresh``; FORA never."""
+        return self.mode in ("toca", "duca") or (self.mode == "taylorseer" and self.forecast_refresh > 0)
+
     @classmethod
     def from_schedule_file(cls, path: str, **changes: object) -> "ToCaConfig":
         """Settings that run the calibrated schedule in ``path`` with the mode, order and ratio

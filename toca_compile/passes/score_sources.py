@@ -28,8 +28,8 @@ def find_score_sources(gm: fx.GraphModule, detection: DetectionResult, plans: tu
     index = GraphIndex(gm.graph)
     # Scores cost an attention-map estimate on every full step: skip them when no partial
     # step can select tokens (interval 1, ratio 0, FORA, TaylorSeer without forecast_refresh).
-    selects = (config.mode in ("toca", "duca") and (config.preset is not None or (config.interval > 1 and config.ratio > 0))) \
-        or (config.mode == "taylorseer" and config.forecast_refresh > 0)
+    selects = config.selects_rows and (config.mode == "taylorseer" or config.preset is not None
+                                       or (config.interval > 1 and config.ratio > 0))
     by_block: dict[int, list[RegionPlan]] = {}
     for plan in plans:
         by_block.setdefault(plan.region.block, []).append(plan)

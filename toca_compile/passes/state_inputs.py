@@ -49,7 +49,7 @@ def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | N
             head, meta = plan.slots[0], tensor_meta(plan.slots[0].node)
             for order in range(1, config.taylor_order + 1):
                 specs.append(StateSpec((region.index, f"taylor{order}"), head.shape, head.dtype, meta.device))  # type: ignore[arg-type, union-attr]
-        if plan.partial and _selects_rows(config):
+        if plan.partial and config.selects_rows:
             device = tensor_meta(region.fork).device  # type: ignore[union-attr]
             for name in ("stale", "base"):
                 specs.append(StateSpec((region.index, name), (region.batch, region.tokens), torch.float32, device))
@@ -63,11 +63,6 @@ def state_specs(plans: list[RegionPlan], config: ToCaConfig, stream: fx.Node | N
     for i, value in enumerate(constants):  # ConstantValue (constant_inputs.py): one cache each
         specs.append(StateSpec((GLOBAL, f"const{i}"), value.shape, value.dtype, value.device))
     return specs
-
-
-def _selects_rows(config: ToCaConfig) -> bool:
-    """ToCa and DuCa refresh selected rows; TaylorSeer only with ``forecast_refresh``; FORA never."""
-    return config.mode in ("toca", "duca") or (config.mode == "taylorseer" and config.forecast_refresh > 0)
 
 
 def copy_graph_module(gm: fx.GraphModule) -> tuple[fx.GraphModule, dict[fx.Node, fx.Node]]:
