@@ -27,6 +27,7 @@ Modes (``config.mode``):
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,10 +51,18 @@ TOKENWISE = ("mlp", "cross_attn", "parallel")
 # How many tokens, which steps
 
 
-def refreshed_tokens(ratio: float, tokens: int) -> int:
-    """k = ceil(ratio · N) (at least 1 when the ratio is positive, at most N)."""
+def _as_float32(value: float) -> float:
+    """``value`` rounded to the nearest IEEE single (what ``torch.tensor(value)`` stores)."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def refreshed_tokens(ratio: float, tokens: int, floor: bool = False) -> int:
+    """k = ceil(ratio · N) (at least 1 when the ratio is positive, at most N); with ``floor``
+    the official code's ``int(ratio · N)``, ratio and product both single precision."""
     if not ratio > 0:
         return 0
+    if floor:
+        return min(tokens, int(_as_float32(_as_float32(min(ratio, 1.0)) * tokens)))
     return min(tokens, max(1, math.ceil(ratio * tokens - 1e-9)))
 
 
@@ -80,7 +89,9 @@ class OracleSchedule:
     too), ``"after3"`` (FLUX: 3 full steps, then every ``interval`` counted from step
     2), ``"cycles"`` (OpenSora: 3 full steps, then per-kind cycles; full when all are due),
     ``"warm"`` (``warm`` full steps, then every ``interval`` counted from the last of them) or
-    ``"list"`` (full exactly at ``listed``, and at every step from ``steps`` on).
+    ``"list"`` (full exactly at ``listed``, and at every step from ``steps`` on). With ``alone``
+    (lagged threshold), block 0 computes fully on a partial step where its carried threshold is
+    due. With ``floor``, ``k = int(r N)`` in single precision, else ``ceil(r N)``.
     The ratio of a token-wise region is ``base · step(i) · layer(l) · module(kind)``, clamped to
     [0, 1]; token-mixing kinds get 0.
     """
@@ -93,6 +104,8 @@ class OracleSchedule:
     weight: float = 0.0                     # threshold rule: th = N / (1 ± w ∓ 2w s/T)
     sensitive: bool = False                 # DiT: th = 2 for s in [0.2T, 0.4T)
     lagged: bool = False                    # threshold rule: block 0 keeps the last full step's th
+    alone: bool = False                     # lagged: block 0 computes when due though the others are not
+    floor: bool = False                     # k = int(r N) in single precision (the official code)
     step_from_to: tuple[float, float] = (1.0, 1.0)
     layer_from_to: tuple[float, float] = (1.0, 1.0)
     layer_span: int | None = None        # None: the model's last block
@@ -119,15 +132,23 @@ class OracleSchedule:
             s = self.steps - 1 - i if self.count_down else i
             return i == 0 or s % self._threshold(s) == 0
         if not hasattr(self, "_lagged_full"):  # walk the generation once, carrying block 0's threshold
-            self._lagged_full, carried = [], None
+            self._lagged_full, self._block0_due, carried = [], [], None
             for j in range(self.steps):
                 s = self.steps - 1 - j if self.count_down else j
-                if j == 0 or s % carried == 0:  # block 0 computes, and sets the threshold anew
+                due = j == 0 or s % carried == 0
+                self._block0_due.append(due)
+                if due:  # block 0 computes, and sets the threshold anew
                     carried = self._threshold(s)
                     self._lagged_full.append(j == 0 or s % carried == 0)
                 else:
                     self._lagged_full.append(False)
         return self._lagged_full[i]
+
+    def block_full(self, i: int, block: int) -> bool:
+        """Block 0 alone computes at partial step ``i`` (the official DiT / PixArt code)."""
+        if not (self.alone and self.lagged and self.rule == "threshold" and block == 0 and i < self.steps):
+            return False
+        return not self.is_full(i) and self._block0_due[i]
 
     def _threshold(self, s: int) -> int:
         T, N = self.steps, self.interval
@@ -179,23 +200,24 @@ class OracleSchedule:
 
 def _dit(steps: int, interval: int, step: tuple[float, float], layer: tuple[float, float]) -> OracleSchedule:
     return OracleSchedule(steps, "threshold", interval, 0.07, count_down=True, weight=0.4, sensitive=True, lagged=True,
-                          step_from_to=step, layer_from_to=layer,
+                          alone=True, floor=True, step_from_to=step, layer_from_to=layer,
                           module={"mlp": 2.5, "cross_attn": 2.5, "parallel": 2.5})
 
 
 def _flux(interval: int) -> OracleSchedule:
     return OracleSchedule(50, "after3", interval, 0.1, layer_from_to=(1.5, 0.5), layer_span=27, parallel_offset=19,
-                          module={"mlp": 0.4, "cross_attn": 0.4, "parallel": 1.6}, levels=4)
+                          module={"mlp": 0.4, "cross_attn": 0.4, "parallel": 1.6}, levels=4, floor=True)
 
 
 PUBLISHED = {
     "dit-ddim-50": lambda: _dit(50, 3, (-1.0, 3.0), (0.8, 1.2)),
     "dit-ddpm-250": lambda: _dit(250, 4, (0.6, 1.4), (1.8, 0.2)),
-    "dit-fora-50": lambda: OracleSchedule(50, "threshold", 3, 0.0, count_down=True, lagged=True),
-    "pixart-dpm-20": lambda: OracleSchedule(20, "threshold", 3, 0.3, weight=0.2, lagged=True, step_from_to=(1.9, 0.1),
+    "dit-fora-50": lambda: OracleSchedule(50, "threshold", 3, 0.0, count_down=True, lagged=True, floor=True),
+    "pixart-dpm-20": lambda: OracleSchedule(20, "threshold", 3, 0.3, weight=0.2, lagged=True, alone=True, floor=True,
+                                            step_from_to=(1.9, 0.1),
                                             layer_from_to=(1.6, 0.4),
                                             module={"cross_attn": 0.6, "mlp": 1.6, "parallel": 1.6}),
-    "opensora-rflow-30": lambda: OracleSchedule(30, "cycles", 3, 0.1, cycles={"attn": 3, "joint_attn": 3,
+    "opensora-rflow-30": lambda: OracleSchedule(30, "cycles", 3, 0.1, floor=True, cycles={"attn": 3, "joint_attn": 3,
                                                 "cross_attn": 6, "mlp": 3, "parallel": 3},
                                                 module={"cross_attn": 0.0, "mlp": 1.495, "parallel": 1.495}),
     "flux-50-n4": lambda: _flux(4),
@@ -204,6 +226,20 @@ PUBLISHED = {
     "fora": lambda: OracleSchedule(50, "every", 3, 0.0),
     "default": lambda: OracleSchedule(50, "every", 3, 0.15),
 }
+
+
+# s4 as each of the authors' code bases calls local_selection_with_bonus (cell, bonus): DiT 2x2 and
+# 0.6, PixArt-alpha 4x4 and 0.4; commented out in the FLUX and OpenSora code (no bonus)
+OFFICIAL_SPATIAL = {"dit-ddim-50": (2, 0.6), "dit-ddpm-250": (2, 0.6), "dit-fora-50": (2, 0.6),
+                    "pixart-dpm-20": (4, 0.4), "opensora-rflow-30": (2, 0.0), "flux-50-n4": (2, 0.0),
+                    "flux-50-n5": (2, 0.0), "flux-50-n6": (2, 0.0)}
+
+
+def spatial_setting(config) -> tuple[int, float]:
+    """(cell, bonus) of s4: the config's fields where set, else its preset's code's, else 2 and 0.6."""
+    cell, bonus = OFFICIAL_SPATIAL.get(config.preset, (2, 0.6))
+    return (cell if config.spatial_cell is None else config.spatial_cell,
+            bonus if config.spatial_bonus is None else config.spatial_bonus)
 
 
 def oracle_schedule(config) -> OracleSchedule:
@@ -457,7 +493,9 @@ class ReferenceToCa:
     # -- decisions ------------------------------------------------------------------------
     def _computes(self, run: _Pass, kind: str) -> bool:
         """Whether a region of ``kind`` computes fully on this call."""
-        return run.full or self.schedule.module_full(run.step, kind)
+        block_full = getattr(self.schedule, "block_full", None)  # a user's schedule may not say
+        return (run.full or self.schedule.module_full(run.step, kind)
+                or (block_full is not None and block_full(run.step, run.block)))
 
     def _ratio(self, run: _Pass, kind: str) -> float:
         return self.schedule.ratio(run.step, kind, run.block, self.num_blocks)
@@ -657,7 +695,7 @@ class ReferenceToCa:
         batch, tokens = state.stale.shape
         if x.shape[:2] != ((tokens, batch) if self.seq_first else (batch, tokens)):
             raise ValueError(f"region {index}: input {tuple(x.shape)} does not match its cache {tuple(state.cache.shape)}")
-        k = refreshed_tokens(self._ratio(run, state.kind), tokens)
+        k = refreshed_tokens(self._ratio(run, state.kind), tokens, floor=getattr(self.schedule, "floor", False))
         if k == 0:
             state.selected = None
             return state.cache
@@ -671,7 +709,7 @@ class ReferenceToCa:
         config = self.config
         base = state.base if state.base is not None else seeded_draw(config.seed, run.step, index, batch, tokens)
         score = base.to(x.device) + state.stale * (config.staleness_weight / tokens)
-        score = spatial_spread(score, config.spatial_cell, config.spatial_bonus, self.grid)
+        score = spatial_spread(score, *spatial_setting(config), self.grid)
         idx = score.topk(k, dim=1).indices
         if config.cfg_shared and batch % 2 == 0:
             idx = torch.cat([idx[: batch // 2]] * 2)

@@ -218,6 +218,8 @@ def test_bad_arguments():
     (["--model", "dit-xl-2", "--preset", "no-such-preset"], "invalid choice"),
     (["--model", "flux-dev", "--current-step-threshold"], "threshold-rule presets"),
     (["--model", "dit-xl-2", "--interval", "3", "--current-step-threshold"], "threshold-rule presets"),
+    (["--model", "dit-xl-2", "--interval", "3", "--round-up"], "--round-up applies to the presets"),
+    (["--model", "dit-xl-2", "--ratio", "0.2", "--no-first-block-alone"], "--no-first-block-alone applies"),
 ])
 def test_cli_rejects_bad_input(argv, message, capsys):
     from toca_compile.flops.cli import main
@@ -243,6 +245,11 @@ def test_cli_counts_the_earlier_threshold_reading_on_request():
         assert official.full_steps() == get_preset(preset).full_steps()
         assert earlier.full_steps() == get_preset(preset, lagged_threshold=False).full_steps()
         assert len(earlier.full_steps()) == len(official.full_steps()) + 1
+        assert official.first_block_steps() and official.token_rounding == "floor"
+        assert earlier.first_block_steps() == []  # without the lag block 0 is never due alone
+        own = build_request(parser.parse_args(["--model", "dit-xl-2", "--preset", preset,
+                                               "--no-first-block-alone", "--round-up"]))[2]
+        assert own == get_preset(preset, first_block_alone=False, token_rounding="ceil")
 
 
 def test_cli_runs_a_model_with_breakdown(monkeypatch, capsys):
@@ -255,3 +262,22 @@ def test_cli_runs_a_model_with_breakdown(monkeypatch, capsys):
     assert "re-timed from 50 to 8 steps" in out
     assert "uncached:" in out and "cached:" in out and "fewer" in out
     assert "per region kind" in out and "per block" in out and "transformer_blocks.1" in out
+
+
+def test_block_0_alone_costs_block_0_only_on_the_steps_the_official_code_computes_it():
+    """dit-ddim-50 computes block 0 by itself at steps 4 and 17 (the official code); the
+    earlier reading (first_block_alone=False) keeps those steps partial in every block."""
+    official = get_preset("dit-ddim-50")
+    earlier = get_preset("dit-ddim-50", first_block_alone=False)
+    alone = official.first_block_steps()
+    assert alone
+    a = generation_flops(tiny_dit, tiny_inputs, 50, "dit-ddim-50", breakdown=True)
+    b = generation_flops(tiny_dit, tiny_inputs, 50, "dit-ddim-50", schedule=earlier, breakdown=True)
+    assert a.full_steps == b.full_steps == official.full_steps()
+    differ = [i for i in range(50) if a.cached_per_step[i] != b.cached_per_step[i]]
+    assert differ == alone and all(a.cached_per_step[i] > b.cached_per_step[i] for i in alone)
+    blocks_a, blocks_b = a.breakdown.by("block"), b.breakdown.by("block")
+    changed = {name for name in blocks_a if blocks_a[name][1] != blocks_b[name][1]}
+    assert changed == {"transformer_blocks.0"}
+    extra = blocks_a["transformer_blocks.0"][1] - blocks_b["transformer_blocks.0"][1]
+    assert extra == sum(a.cached_per_step[i] - b.cached_per_step[i] for i in alone)

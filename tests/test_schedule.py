@@ -3,6 +3,7 @@ how few compiled variants a generation needs. Expected values are computed here 
 formulas of the official ToCa code, independently of toca_compile.schedule."""
 import math
 import pickle
+import struct
 
 import pytest
 from hypothesis import given
@@ -134,6 +135,81 @@ def test_lagged_threshold_matches_the_official_per_block_decision():
             blocks_after_first_full.append(i)
     assert get_preset("dit-ddim-50", lagged_threshold=True).full_steps() == blocks_after_first_full
     assert get_preset("dit-ddim-50").lagged_threshold is True
+
+
+def official_block0_alone_steps(T, N, *, count_down, sensitive):
+    """Steps on which the official DiT / PixArt code computes block 0 and no other block: block 0
+    is due under the threshold it carries from the last full step, and the threshold it
+    recomputes there is not due for the blocks after it."""
+    alone, th = [], N
+    for i in range(T):
+        s = T - 1 - i if count_down else i
+        if i == 0:
+            th = _threshold(T, N, s, count_down=count_down, sensitive=sensitive)
+        elif s % th == 0:
+            th = _threshold(T, N, s, count_down=count_down, sensitive=sensitive)
+            if s % th != 0:
+                alone.append(i)
+    return alone
+
+
+@pytest.mark.parametrize("name, T, N, count_down, sensitive", [
+    ("dit-ddim-50", 50, 3, True, True), ("dit-ddpm-250", 250, 4, True, True), ("pixart-dpm-20", 20, 3, False, False)])
+def test_block_0_computes_alone_where_the_official_code_does(name, T, N, count_down, sensitive):
+    schedule = get_preset(name)
+    expected = official_block0_alone_steps(T, N, count_down=count_down, sensitive=sensitive)
+    assert expected and schedule.first_block_steps() == expected
+    for i in range(T):
+        assert schedule.block_full(i, 0) == (i in expected)
+        assert not any(schedule.block_full(i, depth) for depth in range(1, 28))
+        assert not (schedule.block_full(i, 0) and schedule.is_full(i))
+    # the earlier reading: those steps partial in every block; the full steps do not move
+    earlier = get_preset(name, first_block_alone=False)
+    assert earlier.first_block_steps() == [] and earlier.full_steps() == schedule.full_steps()
+    # without the lagged threshold block 0 is never due alone
+    assert get_preset(name, lagged_threshold=False).first_block_steps() == []
+
+
+def test_block_0_alone_adds_one_variant_per_such_step_with_block_0_whole():
+    schedule = get_preset("dit-ddim-50")
+    plans = distinct_partial_plans(schedule, DIT_LAYOUT, 28, DIT_TOKENS)
+    alone = [p for p in plans if p[0] == 256]
+    assert 1 <= len(alone) <= len(schedule.first_block_steps())
+    for plan in alone:  # block 0's attention and MLP whole, every later attention reused
+        assert plan[:2] == (256, 256)
+        assert all(k == 0 for k, (kind, _) in zip(plan[2:], DIT_LAYOUT[2:]) if kind == "attn")
+
+
+def _single(value: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+@given(ratio=st.floats(0.0, 1.0), tokens=st.integers(1, 20_000))
+@examples(200)
+def test_floor_rounding_is_the_official_int_of_a_single_precision_product(ratio, tokens):
+    k = tokens_for(ratio, tokens, "floor")
+    assert k == (int(_single(_single(ratio) * tokens)) if ratio > 0 else 0)
+    assert 0 <= k <= tokens_for(ratio, tokens, "ceil")
+
+
+def test_floor_rounding_truncates_in_single_precision_not_double():
+    # 0.525 is not exact in binary: 0.525 * 120 is 63.0 in double, 62.999996 in single
+    assert math.floor(0.525 * 120) == 63
+    assert tokens_for(0.525, 120, "floor") == int(_single(_single(0.525) * 120)) == 62
+    assert tokens_for(0.525, 120) == 63
+
+
+def test_official_presets_round_down_and_ours_round_up():
+    for name, schedule in PRESETS.items():
+        official = name not in ("fora", "default")
+        assert schedule.token_rounding == ("floor" if official else "ceil"), name
+    dit = get_preset("dit-ddim-50")
+    ratio = dit.ratio(20, "mlp", 5, 28)
+    assert ratio > 0 and dit.tokens(20, "mlp", 5, 28, 256) == int(_single(_single(ratio) * 256))
+    assert get_preset("dit-ddim-50", token_rounding="ceil").tokens(20, "mlp", 5, 28, 256) == math.ceil(ratio * 256)
+    # a ratio that rounds to no token: the region reuses its cache on that step
+    tiny = get_preset("dit-ddim-50", base_ratio=0.001)
+    assert tiny.tokens(20, "mlp", 5, 28, 256) == 0 and tokens_for(tiny.ratio(20, "mlp", 5, 28), 256) == 1
 
 
 def test_dit_fora_follows_the_official_dit_code_with_ratio_zero():
@@ -307,10 +383,13 @@ def test_a_generation_needs_at_most_step_levels_partial_variants(name, layout):
     kinds_depths, num_blocks, tokens = LAYOUTS[layout]
     plans = distinct_partial_plans(schedule, kinds_depths, num_blocks, tokens)
     n = len(kinds_depths)
-    module_patterns = {tuple(schedule.module_full(i, kind) for kind, _ in kinds_depths)
-                       for i in range(schedule.num_steps) if not schedule.is_full(i)}
+    # a step on which a kind (module cycles) or a block (block 0 alone) computes fully may add
+    # a variant of its own; every other partial step takes one of step_levels variants
+    refreshing = {i for i in range(schedule.num_steps) if not schedule.is_full(i)
+                  and any(schedule.module_full(i, kind) or schedule.block_full(i, depth) for kind, depth in kinds_depths)}
+    module_patterns = {tuple(schedule.module_full(i, kind) for kind, _ in kinds_depths) for i in refreshing}
     module_patterns.discard((False,) * n)
-    assert 1 <= len(plans) <= schedule.step_levels + len(module_patterns)
+    assert 1 <= len(plans) <= schedule.step_levels + len(module_patterns) + len(schedule.first_block_steps())
     plain = [p for p in plans if not any(k == t for k, t, (kind, _) in zip(p, tokens, kinds_depths)
                                          if kind in ("attn", "joint_attn"))]
     assert len(plain) <= schedule.step_levels
@@ -322,7 +401,8 @@ def test_a_generation_needs_at_most_step_levels_partial_variants(name, layout):
 @given(levels=st.integers(1, 8), name=st.sampled_from(["dit-ddim-50", "dit-ddpm-250", "pixart-dpm-20"]))
 def test_step_levels_bounds_the_variants_of_step_dependent_presets(levels, name):
     schedule = get_preset(name, step_levels=levels)
-    assert len(distinct_partial_plans(schedule, DIT_LAYOUT, 28, DIT_TOKENS)) <= levels
+    plans = distinct_partial_plans(schedule, DIT_LAYOUT, 28, DIT_TOKENS)
+    assert len(plans) <= levels + len(schedule.first_block_steps())  # block 0 alone: a variant per such step
     factors = {schedule.step_factor_at(i) for i in range(schedule.num_steps) if not schedule.is_full(i)}
     assert len(factors) <= levels
 
@@ -383,6 +463,8 @@ def test_overrides_replace_fields_and_are_validated():
     ("module_factors", {"mlp": -1.0}, "ToCaSchedule.module_factors['mlp'] must be a finite number >= 0"),
     ("module_cycles", {"attn": 0}, "ToCaSchedule.module_cycles['attn'] must be an integer >= 1"),
     ("duca", 1, "ToCaSchedule.duca must be True or False"),
+    ("first_block_alone", "yes", "ToCaSchedule.first_block_alone must be True or False"),
+    ("token_rounding", "round", "ToCaSchedule.token_rounding must be one of ['ceil', 'floor']"),
 ])
 def test_bad_schedule_values_raise_value_error_naming_the_field(field, value, message):
     with pytest.raises(ValueError) as info:
@@ -438,5 +520,20 @@ def test_config_defaults_are_toca_as_published():
     config = ToCaConfig()
     assert (config.interval, config.ratio, config.score, config.preset, config.mode, config.taylor_order) == (
         3, 0.15, "attention", None, "toca", 1)
-    assert (config.spatial_cell, config.spatial_bonus) == (2, 0.6)
+    assert (config.spatial_cell, config.spatial_bonus) == (None, None) and config.spatial == (2, 0.6)
     assert math.isclose(config.staleness_weight, 0.25)
+
+
+def test_a_preset_brings_the_spatial_bonus_of_its_code_unless_the_config_sets_one():
+    from oracle import OFFICIAL_SPATIAL  # the authors' calls, written down independently
+
+    for name in PRESETS:
+        assert ToCaConfig(preset=name).spatial == OFFICIAL_SPATIAL.get(name, (2, 0.6)), name
+    assert ToCaConfig(preset="pixart-dpm-20").spatial == (4, 0.4)
+    assert ToCaConfig(preset="flux-50-n5").spatial[1] == 0.0
+    assert ToCaConfig(preset="pixart-dpm-20", spatial_bonus=0.6).spatial == (4, 0.6)
+    assert ToCaConfig(preset="flux-50-n5", spatial_cell=3, spatial_bonus=0.5).spatial == (3, 0.5)
+    assert ToCaConfig(spatial_cell=4).spatial == (4, 0.6)
+    for field, value in (("spatial_cell", 0), ("spatial_bonus", -0.1)):
+        with pytest.raises(ValueError, match=f"ToCaConfig.{field}"):
+            ToCaConfig(**{field: value})

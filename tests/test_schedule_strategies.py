@@ -3,6 +3,7 @@ re-derivation written here (not the implementation's helpers), the base class's 
 a user-defined schedule driving the compiled model exactly as the eager oracle does."""
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from toca_compile.schedule import (
     StepListSchedule,
     ThresholdRule,
     ToCaSchedule,
+    as_schedule,
     distinct_partial_plans,
 )
 
@@ -287,8 +289,8 @@ SPEC = ArchSpec(depth=3, width=16, heads=2, mlp="gelu", norm="layer", adaln=True
 
 @dataclass(frozen=True)
 class Custom(Schedule):
-    """Full at 0 and 4; cross-attention refreshes fully at step 2; the MLP ratio grows per step
-    and per block; the rest is the base class's (no DuCa)."""
+    """Full at 0 and 4; cross-attention refreshes fully at step 2, block 1 at step 5; the MLP
+    ratio grows per step and per block; the rest is the base class's (no DuCa)."""
 
     num_steps: int = 7
 
@@ -297,6 +299,9 @@ class Custom(Schedule):
 
     def module_full(self, step: int, kind: str) -> bool:
         return step == 2 and kind == "cross_attn"
+
+    def block_full(self, step: int, depth: int) -> bool:
+        return step == 5 and depth == 1
 
     def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
         return 0.0 if kind in ("attn", "joint_attn") else min(1.0, 0.1 * step + 0.05 * depth)
@@ -320,3 +325,28 @@ def test_a_user_schedule_runs_the_compiled_model_as_the_oracle_does():
     stats = toca.stats()
     assert (stats.full_steps, stats.partial_steps) == (2, 5)
     assert not toca.fallbacks and stats.uncached_calls == 0
+    # block 1's MLP computed all 16 tokens at step 5 on top of its ratio at the other partial
+    # steps, in each batch row
+    mlp1 = next(r for r in stats.regions if r.block == 1 and r.kind == "mlp")
+    expected = 16 + sum(math.ceil(min(1.0, 0.1 * i + 0.05) * 16 - 1e-9) for i in (1, 2, 3, 6))
+    assert mlp1.tokens_refreshed == expected * SPEC.batch
+
+
+def test_a_foreign_schedule_may_answer_block_full_and_tokens():
+    class Foreign:  # the four required methods, plus the two optional ones
+        def is_full(self, step): return step == 0
+        def module_full(self, step, kind): return False
+        def ratio(self, step, kind, depth, num_blocks): return 0.5
+        def aggressive(self, step): return False
+        def block_full(self, step, depth): return depth == 2
+        def tokens(self, step, kind, depth, num_blocks, tokens): return 3
+
+    class Plain:
+        def is_full(self, step): return step == 0
+        def module_full(self, step, kind): return False
+        def ratio(self, step, kind, depth, num_blocks): return 0.5
+        def aggressive(self, step): return False
+
+    foreign, plain = as_schedule(Foreign()), as_schedule(Plain())
+    assert foreign.block_full(1, 2) and not foreign.block_full(1, 1) and foreign.tokens(1, "mlp", 0, 4, 16) == 3
+    assert not plain.block_full(1, 2) and plain.tokens(1, "mlp", 0, 4, 16) == 8

@@ -18,6 +18,8 @@ _COMPILERS = ("inductor", "eager")
 _MODES: tuple[str, ...] = get_args(Mode)
 _TAYLOR_ORDERS = (1, 2)
 _OWNER = "ToCaConfig"  # the name every validation message starts with
+#: s4 (cell, bonus) without a preset, and for presets whose code has no entry of its own
+SPATIAL_DEFAULT: tuple[int, float] = (2, 0.6)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class ToCaConfig:
     entropy_weight: weight of the cross-attention entropy score (s2).
     spatial_cell, spatial_bonus: s4; in each cell×cell patch of the token grid the best token
         gets ``bonus·max(score)`` (0 disables). The grid comes from the patch embedding.
+        None (the default): what the code of ``preset`` uses (DiT 2 and 0.6, PixArt-α 4 and
+        0.4, FLUX.1 and OpenSora none: :data:`toca_compile.presets.SPATIAL`), else 2 and 0.6;
+        :attr:`spatial` is the pair in force.
     cfg_shared: the two halves of a batched-CFG batch refresh the same tokens.
     staleness_weight: weight of the staleness term ``count / N`` added to the score.
     seed: seed of the random score, so runs are reproducible.
@@ -77,8 +82,8 @@ class ToCaConfig:
     score: Score = "attention"
     score_queries: int = 64
     entropy_weight: float = 1.0
-    spatial_cell: int = 2
-    spatial_bonus: float = 0.6
+    spatial_cell: int | None = None
+    spatial_bonus: float | None = None
     cfg_shared: bool = False
     staleness_weight: float = 0.25
     seed: int = 0
@@ -101,8 +106,9 @@ class ToCaConfig:
         check_choice(_OWNER, "score", self.score, _SCORES)
         check_int(_OWNER, "score_queries", self.score_queries, low=1)
         check_number(_OWNER, "entropy_weight", self.entropy_weight, low=0.0, high=None)
-        check_int(_OWNER, "spatial_cell", self.spatial_cell, low=1)
-        check_number(_OWNER, "spatial_bonus", self.spatial_bonus, low=0.0, high=None)
+        check_int(_OWNER, "spatial_cell", self.spatial_cell, low=1, allow_none=True)
+        if self.spatial_bonus is not None:
+            check_number(_OWNER, "spatial_bonus", self.spatial_bonus, low=0.0, high=None)
         check_bool(_OWNER, "cfg_shared", self.cfg_shared)
         check_choice(_OWNER, "compiler", self.compiler, _COMPILERS)
         if self.preset is not None:
@@ -127,6 +133,15 @@ class ToCaConfig:
         check_int(_OWNER, "max_shapes", self.max_shapes, low=1)
         check_int(_OWNER, "max_branches", self.max_branches, low=1)
         check_bool(_OWNER, "constant_kv", self.constant_kv)
+
+    @property
+    def spatial(self) -> tuple[int, float]:
+        """(cell, bonus) of s4 in force: each field as set, else the preset's code's, else (2, 0.6)."""
+        from .presets import SPATIAL  # noqa: PLC0415  (presets -> schedule -> regions)
+
+        cell, bonus = SPATIAL.get(self.preset, SPATIAL_DEFAULT) if self.preset is not None else SPATIAL_DEFAULT
+        return (cell if self.spatial_cell is None else self.spatial_cell,
+                bonus if self.spatial_bonus is None else float(self.spatial_bonus))
 
     @property
     def selects_rows(self) -> bool:

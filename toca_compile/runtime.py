@@ -315,11 +315,11 @@ class Specialization:
         decisions = {}
         for plan in analysis.plans:
             region = plan.region
-            if schedule.module_full(step, region.kind):
+            if schedule.module_full(step, region.kind) or schedule.block_full(step, region.block):
                 decisions[region.index] = FULL
             elif plan.partial and mode != "fora":  # FORA reuses every branch output
                 decisions[region.index] = Decision.refresh(
-                    tokens_for(schedule.ratio(step, region.kind, region.block, num_blocks), region.tokens))
+                    schedule.tokens(step, region.kind, region.block, num_blocks, region.tokens))
             else:
                 decisions[region.index] = REUSE
         return decisions

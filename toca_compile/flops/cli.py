@@ -148,6 +148,12 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--current-step-threshold", action="store_true",
                    help="DiT / PixArt presets: the earlier reading, threshold computed at the step itself "
                         "(lagged_threshold=False) instead of the official code's")
+    p.add_argument("--no-first-block-alone", action="store_true",
+                   help="DiT / PixArt presets: a step on which only block 0 is due stays partial in every block "
+                        "(first_block_alone=False) instead of computing block 0 as the official code does")
+    p.add_argument("--round-up", action="store_true",
+                   help="presets: refresh ceil(r N) tokens per region (token_rounding='ceil') instead of the "
+                        "official code's int(r N)")
     p.add_argument("--batch", type=int, default=None, help="batch per call (default: 2 = batched CFG; FLUX 1)")
     p.add_argument("--no-constant-kv", action="store_true",
                    help="recompute cross-attention's text keys/values every step (ToCaConfig.constant_kv=False)")
@@ -183,6 +189,14 @@ def build_request(args: argparse.Namespace):
             raise ValueError("--current-step-threshold applies to the threshold-rule presets "
                              "(dit-ddim-50, dit-ddpm-250, pixart-dpm-20)")
         schedule = schedule.replace(lagged_threshold=False)
+    readings = {"first_block_alone": (getattr(args, "no_first_block_alone", False), False),
+                "token_rounding": (getattr(args, "round_up", False), "ceil")}
+    for field, (asked, value) in readings.items():
+        if asked:
+            flag = "--no-first-block-alone" if field == "first_block_alone" else "--round-up"
+            if preset is None or not hasattr(schedule, field):
+                raise ValueError(f"{flag} applies to the presets' schedules; give --preset")
+            schedule = schedule.replace(**{field: value})
     if preset is None:
         steps = args.steps or spec.steps
     else:
@@ -192,7 +206,7 @@ def build_request(args: argparse.Namespace):
     return spec, config, schedule, steps, args.batch or spec.batch
 
 
-def _same_inputs(spec: ModelSpec, batch: int) -> Callable[[int], tuple[tuple, dict]]:
+def same_inputs(spec: ModelSpec, batch: int) -> Callable[[int], tuple[tuple, dict]]:
     """The inputs of every step: built once (on the counter's device), then the same tensors at
     every step, as a pipeline passes its prompt embeddings, so the text keys/values cached per
     generation (``ToCaConfig.constant_kv``) are read as they would be in a real generation."""
@@ -221,7 +235,7 @@ def run_flops(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"model: {spec.name}: {spec.description}; batch {batch}, {steps} steps, meta device")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ToCaWarning)  # fallbacks are listed in the report
-        report = generation_flops(spec.build, _same_inputs(spec, batch), steps, config, schedule=schedule,
+        report = generation_flops(spec.build, same_inputs(spec, batch), steps, config, schedule=schedule,
                                   breakdown=args.breakdown, progress=not args.no_progress)
     if config.preset is not None:
         from ..presets import PRESETS

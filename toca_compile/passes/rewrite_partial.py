@@ -133,9 +133,9 @@ def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dic
     slot_of = {slot.node: (i, slot) for i, slot in enumerate(plan.slots)}
     with graph.inserting_before(point):
         grid = plan.score.grid if plan.score is not None else ()
+        cell, bonus = config.spatial
         idx = graph.call_function(select_tokens, (state[(index, "base")], state[(index, "stale")], config.staleness_weight,
-                                                  region.tokens, k, grid, config.spatial_cell, config.spatial_bonus,
-                                                  config.cfg_shared))
+                                                  region.tokens, k, grid, cell, bonus, config.cfg_shared))
         env[region.fork] = graph.call_function(take_rows, (mapping[region.fork], idx, region.batch_axis, region.token_axis))
         for old, (i, slot) in slot_of.items():
             if i > 0:  # token-mixing values inside the branch: gathered from their caches

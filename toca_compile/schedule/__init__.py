@@ -3,9 +3,10 @@
 A schedule is a plain object queried by the runtime on the host once per call; it never
 reaches the compiled graphs except through the static ``k`` of the variant it selects.
 Every schedule subclasses :class:`Schedule` (``base.py``), which declares what the runtime
-asks (``is_full``, ``module_full``, ``ratio``, ``aggressive``, ``num_steps``) with a default for
-all but ``is_full``; an object that only has the four methods is accepted too and seen
-through :class:`ForeignSchedule` (:func:`as_schedule`).
+asks (``is_full``, ``module_full``, ``block_full``, ``ratio``, ``tokens``, ``aggressive``,
+``num_steps``) with a default for all but ``is_full``; an object that only has the four methods
+``is_full``, ``module_full``, ``ratio`` and ``aggressive`` is accepted too and seen through
+:class:`ForeignSchedule` (:func:`as_schedule`).
 
 The schedules, one per module:
 
@@ -31,7 +32,7 @@ that the official code states with a step index counting down are translated her
 from __future__ import annotations
 
 from .base import SCHEDULE_METHODS, FixedRatio, ForeignSchedule, Schedule, as_schedule
-from .helpers import KINDS, distinct_partial_plans, tokens_for
+from .helpers import KINDS, TOKEN_ROUNDINGS, TokenRounding, distinct_partial_plans, tokens_for
 from .interval import IntervalSchedule
 from .rules import (
     FULL_RULES,
@@ -47,5 +48,5 @@ from .toca import DEFAULT_MODULE_FACTORS, ToCaSchedule
 __all__ = [
     "DEFAULT_MODULE_FACTORS", "FULL_RULES", "KINDS", "SCHEDULE_METHODS", "CyclesRule", "FixedRatio", "ForeignSchedule",
     "FullRule", "FullStepRule", "IntervalRule", "IntervalSchedule", "Schedule", "StepListSchedule", "ThresholdRule",
-    "ToCaSchedule", "as_schedule", "distinct_partial_plans", "tokens_for",
+    "TOKEN_ROUNDINGS", "ToCaSchedule", "TokenRounding", "as_schedule", "distinct_partial_plans", "tokens_for",
 ]

@@ -38,6 +38,8 @@ class Schedule(ABC):
         preset for a different number of steps.
     ``module_full``: on a non-full step, regions of this kind still compute fully and refill
         (per-module refresh cycles, as in the official OpenSora code). Default: never.
+    ``block_full``: on a non-full step, the regions of this block still compute fully and
+        refill (block 0 alone on some steps of the official DiT / PixArt code). Default: never.
     ``ratio``: fraction of tokens a token-wise region (``"mlp"``, ``"cross_attn"``,
         ``"parallel"``) recomputes on a partial step; token-mixing regions (``"attn"``,
         ``"joint_attn"``) reuse their cache whatever it says. Default: 0, every branch output
@@ -60,9 +62,20 @@ class Schedule(ABC):
         """On a partial ``step``, regions of ``kind`` compute fully and refill anyway."""
         return False
 
+    def block_full(self, step: int, depth: int) -> bool:
+        """On a partial ``step``, every region of block ``depth`` computes fully and refills anyway."""
+        return False
+
     def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
         """Fraction of tokens a region of ``kind`` in block ``depth`` recomputes at partial ``step``."""
         return 0.0
+
+    def tokens(self, step: int, kind: str, depth: int, num_blocks: int, tokens: int) -> int:
+        """Tokens of a ``tokens``-long region of ``kind`` in block ``depth`` recomputed at partial
+        ``step``: the region's :meth:`ratio` rounded up."""
+        from .helpers import tokens_for  # noqa: PLC0415  (helpers imports this module)
+
+        return tokens_for(self.ratio(step, kind, depth, num_blocks), tokens)
 
     def aggressive(self, step: int) -> bool:
         """DuCa: partial ``step`` runs no block at all."""
@@ -83,7 +96,8 @@ class FixedRatio(Schedule):
 class ForeignSchedule(Schedule):
     """A schedule object that does not subclass :class:`Schedule` but has its four methods
     (what the ``Schedule`` protocol of earlier versions asked for), seen through the base class:
-    calls go to ``schedule``; ``num_steps`` is its ``num_steps`` if it has one, else None.
+    calls go to ``schedule``; ``num_steps`` is its ``num_steps`` if it has one, else None;
+    ``block_full`` and ``tokens`` go to it when it has them, else take the defaults.
     Other attributes are read from ``schedule``."""
 
     schedule: object
@@ -98,8 +112,18 @@ class ForeignSchedule(Schedule):
     def module_full(self, step: int, kind: str) -> bool:
         return self.schedule.module_full(step, kind)  # type: ignore[attr-defined]
 
+    def block_full(self, step: int, depth: int) -> bool:
+        answer = getattr(self.schedule, "block_full", None)  # optional: not one of the four methods
+        return bool(answer(step, depth)) if callable(answer) else False
+
     def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
         return self.schedule.ratio(step, kind, depth, num_blocks)  # type: ignore[attr-defined]
+
+    def tokens(self, step: int, kind: str, depth: int, num_blocks: int, tokens: int) -> int:
+        answer = getattr(self.schedule, "tokens", None)  # optional: not one of the four methods
+        if callable(answer):
+            return int(answer(step, kind, depth, num_blocks, tokens))
+        return super().tokens(step, kind, depth, num_blocks, tokens)
 
     def aggressive(self, step: int) -> bool:
         return self.schedule.aggressive(step)  # type: ignore[attr-defined]

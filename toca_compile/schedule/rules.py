@@ -79,26 +79,44 @@ class ThresholdRule(FullStepRule):
     which is what the official code effectively does for every block but the first: it
     recomputes the threshold only when block 0 runs a full step, and block 0 decides with the
     threshold of the previous full step; so the later blocks are full iff ``s % th_prev == 0``
-    and ``s % th(s) == 0``. A step on which only block 0 would be full counts as partial here.
+    and ``s % th(s) == 0``. On a step where only block 0 is due, block 0 computes fully on its
+    own when the schedule's ``first_block_alone`` is set (:meth:`first_block_steps`); otherwise
+    the whole step is partial.
     """
 
     name: ClassVar[str] = "threshold"
 
     def full_steps(self, schedule: ToCaSchedule) -> list[bool]:
-        full, previous = [], schedule.interval
+        return self._walk(schedule)[0]
+
+    def first_block_steps(self, schedule: ToCaSchedule) -> list[bool]:
+        """One flag per step: block 0 computes fully. With ``lagged_threshold`` that is every
+        step on which the previous full step's threshold is due, a superset of the full steps
+        (the official code then recomputes the threshold, and the other blocks follow it);
+        otherwise exactly the full steps."""
+        return self._walk(schedule)[1]
+
+    def _walk(self, schedule: ToCaSchedule) -> tuple[list[bool], list[bool]]:
+        full: list[bool] = []
+        first_block: list[bool] = []
+        previous = schedule.interval
         for i in range(schedule.num_steps):
             s = schedule.official_step(i)
             if i < schedule.first_full:
                 full.append(True)
+                first_block.append(True)
                 previous = self.threshold(schedule, s)
             elif not schedule.lagged_threshold:
                 full.append(s % self.threshold(schedule, s) == 0)
+                first_block.append(full[-1])
             elif s % previous == 0:
                 previous = self.threshold(schedule, s)
                 full.append(s % previous == 0)
+                first_block.append(True)
             else:
                 full.append(False)
-        return full
+                first_block.append(False)
+        return full, first_block
 
     @staticmethod
     def threshold(schedule: ToCaSchedule, s: int) -> int:

@@ -16,8 +16,8 @@ from ..validation import (
     is_number,
 )
 from .base import Schedule
-from .helpers import KINDS
-from .rules import FULL_RULES, FullRule, FullStepRule, resolve_rule
+from .helpers import KINDS, TOKEN_ROUNDINGS, TokenRounding, tokens_for
+from .rules import FULL_RULES, FullRule, FullStepRule, ThresholdRule, resolve_rule
 
 _OWNER = "ToCaSchedule"
 
@@ -46,6 +46,11 @@ class ToCaSchedule(Schedule):
       ``sensitive_window = (lo, hi)``. Step ``i`` is full if ``i < F`` or ``s % th == 0``. With
       ``lagged_threshold`` the threshold in force is the one computed at the previous full
       step, which is what the official code effectively does for all layers but the first.
+      ``first_block_alone`` (with ``lagged_threshold``): on a step where the previous full
+      step's threshold is due but the one recomputed there is not, block 0 computes fully on
+      its own (:meth:`block_full`), as in the official code; False: the step is partial in
+      every block. Without ``lagged_threshold`` (or with another rule) block 0 is never due
+      alone, and the flag changes nothing.
     * ``"cycles"`` (:class:`~toca_compile.schedule.CyclesRule`): the first ``F`` steps are
       full; afterwards a step is full when every kind of ``module_cycles`` is due. Kind ``K``
       is due at step ``i`` when ``(i - cycle_origin) % module_cycles[K] == 0`` (the official
@@ -66,6 +71,10 @@ class ToCaSchedule(Schedule):
       clamped before the product; ``l = depth - stream_offsets.get(kind, 0)`` (FLUX
       single-stream blocks count from 0 in the official code).
     * module factor: per kind, over :data:`DEFAULT_MODULE_FACTORS`.
+
+    ``token_rounding``: how a region of ``N`` tokens turns its ratio into a token count:
+    ``"ceil"`` (``ceil(r N)``, at least 1 for a positive ratio) or ``"floor"`` (the official
+    code's ``int(r N)`` in float32, which may be 0: the region then reuses its cache).
 
     ``duca``: partial steps alternate conservative (ToCa ratios; the first after each full
     step) and aggressive (no block runs; :meth:`aggressive`).
@@ -93,6 +102,8 @@ class ToCaSchedule(Schedule):
     module_cycles: Mapping[str, int] = field(default_factory=dict)
     cycle_origin: int = 0
     duca: bool = False
+    first_block_alone: bool = False
+    token_rounding: TokenRounding = "ceil"
 
     def __post_init__(self) -> None:
         check_int(_OWNER, "num_steps", self.num_steps, 1)
@@ -128,6 +139,9 @@ class ToCaSchedule(Schedule):
         object.__setattr__(self, "module_cycles", _frozen_map(cycles))
         check_int(_OWNER, "cycle_origin", self.cycle_origin, 0)
         check_bool(_OWNER, "duca", self.duca)
+        check_bool(_OWNER, "first_block_alone", self.first_block_alone)
+        if self.token_rounding not in TOKEN_ROUNDINGS:
+            fail(_OWNER, "token_rounding", f"one of {list(TOKEN_ROUNDINGS)}", self.token_rounding)
         rule.check(self)
 
     # -- the Schedule interface ----------------------------------------------------------
@@ -137,6 +151,14 @@ class ToCaSchedule(Schedule):
     def module_full(self, step: int, kind: str) -> bool:
         i = max(int(step), 0)
         return not self._full_at(i) and self.module_due(i, kind)
+
+    def block_full(self, step: int, depth: int) -> bool:
+        i = max(int(step), 0)
+        return (self.first_block_alone and depth == 0 and i < self.num_steps and not self._full_at(i)
+                and self._table.first_block[i])
+
+    def tokens(self, step: int, kind: str, depth: int, num_blocks: int, tokens: int) -> int:
+        return tokens_for(self.ratio(step, kind, depth, num_blocks), tokens, self.token_rounding)
 
     def ratio(self, step: int, kind: str, depth: int, num_blocks: int) -> float:
         if self.module_full(step, kind):
@@ -160,6 +182,11 @@ class ToCaSchedule(Schedule):
     def full_steps(self) -> list[int]:
         """0-based indices of the full steps of one generation of ``num_steps`` steps."""
         return [i for i, full in enumerate(self._table.full) if full]
+
+    def first_block_steps(self) -> list[int]:
+        """0-based indices of the partial steps on which block 0 alone computes fully
+        (``first_block_alone``; empty without it)."""
+        return [i for i in range(self.num_steps) if self.block_full(i, 0)]
 
     def step_factor_at(self, step: int) -> float:
         """The (clamped, bucketed) step factor used at ``step``."""
@@ -234,7 +261,9 @@ class ToCaSchedule(Schedule):
         conservative = [raw[i] for i in range(self.num_steps) if not full[i] and not aggressive[i]]
         factors = _bucket(raw, conservative or raw, self.step_levels)
         last_full = max(i for i, f in enumerate(full) if f)
-        return _StepTable(tuple(full), tuple(since), tuple(factors), last_full)
+        rule = self.rule
+        first_block = rule.first_block_steps(self) if isinstance(rule, ThresholdRule) else full
+        return _StepTable(tuple(full), tuple(since), tuple(factors), last_full, tuple(bool(f) for f in first_block))
 
 
 @dataclass(frozen=True)
@@ -243,6 +272,7 @@ class _StepTable:
     since_full: tuple[int, ...]     # steps since the last full step, 0 on full steps
     step_factor: tuple[float, ...]  # clamped and bucketed
     last_full: int
+    first_block: tuple[bool, ...]   # block 0 computes fully (a superset of ``full``)
 
 
 def _bucket(values: list[float], reference: list[float], levels: int | None) -> list[float]:
