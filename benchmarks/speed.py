@@ -13,7 +13,8 @@ Each row also gives its FLOPs ratio (uncached FLOPs / the row's FLOPs, counted o
 and its efficiency ``η = speed-up / FLOPs ratio`` against the baseline (1: the wall clock follows the
 FLOPs exactly). ``per-round speed-ups`` are the ratios of each interleaved round, a measure of noise.
 ``--per-step`` adds rounds that time every model call, and reports toca's full and partial calls
-as fractions of the baseline call beside the partial steps' FLOPs fraction: where η is lost.
+as fractions of the baseline call beside the partial steps' FLOPs fraction (where η is lost),
+and the minor page faults per call of each kind (fresh memory touched for the first time).
 
 The sampler is a fixed-step update ``x += (t_next - t) / 1000 * out`` (its cost is negligible
 next to the model's); each generation starts from the same latents. FLOPs per generation are
@@ -38,6 +39,11 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+try:
+    import resource  # Unix: page-fault counts per call
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 
 import torch
 
@@ -102,18 +108,24 @@ def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Gener
 
 
 def generation(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None = None,
-               calls: list[float] | None = None) -> torch.Tensor:
+               calls: list[float] | None = None, faults: list[int] | None = None) -> torch.Tensor:
     """One generation: ``steps`` calls with decreasing timesteps; the latent is the first
     positional input, else ``hidden_states``. With ``toca`` the loop announces its steps
     (``toca.generation`` / ``toca.step``), as a pipeline under ``toca_compile.apply`` does, so
     the timestep is never read back from the device. With ``calls`` the wall time of each model
-    call is appended to it (the device is synchronised around every call)."""
+    call is appended to it (the device is synchronised around every call), and with ``faults``
+    the minor page faults of the process during each call (0 where ``resource`` is missing)."""
     with toca.generation(steps) if toca is not None else contextlib.nullcontext():
-        return _denoise(fn, args, kwargs, steps, toca, calls)
+        return _denoise(fn, args, kwargs, steps, toca, calls, faults)
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (first touches of fresh memory); 0 without ``resource``."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
 
 
 def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
-             calls: list[float] | None = None) -> torch.Tensor:
+             calls: list[float] | None = None, faults: list[int] | None = None) -> torch.Tensor:
     positional = bool(args)
     x = (args[0] if positional else kwargs["hidden_states"]).clone()
     ts = torch.linspace(999, 0, steps + 1).round().long()
@@ -125,6 +137,7 @@ def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
             kw["timestep"] = torch.full_like(kwargs["timestep"], int(ts[i]))
         if calls is not None:
             sync(x.device)
+            faulted = minor_faults()
             start = time.perf_counter()
         if positional:
             out = fn(x, *args[1:], **kw)[0]
@@ -134,6 +147,8 @@ def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
         if calls is not None:
             sync(x.device)
             calls.append(time.perf_counter() - start)
+            if faults is not None:
+                faults.append(minor_faults() - faulted)
         out = out[:, : x.shape[1]] if out.shape[1] != x.shape[1] else out  # learned-sigma halves
         x = x + (ts[i + 1] - ts[i]).item() / 1000.0 * out.to(x.dtype)
     return x
@@ -231,10 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
 
         calls: dict[str, list[float]] = {}
+        faults: dict[str, list[int]] = {}
         if args.per_step:  # separate rounds: timing each call synchronises the device around it
             for _ in range(args.rounds):
                 for name, fn in fns.items():
-                    generation(fn, call_args, call_kwargs, steps, tocas.get(name), calls.setdefault(name, []))
+                    generation(fn, call_args, call_kwargs, steps, tocas.get(name), calls.setdefault(name, []),
+                               faults.setdefault(name, []))
 
     counter = GenerationCounter(factory, template(batch))
     report = counter.report(config, steps, schedule=schedule)
@@ -266,11 +283,13 @@ def main(argv: list[str] | None = None) -> int:
             spread = per_round[name]
             print(f"per-round speed-ups of {name} vs {base}: " + ", ".join(f"{r:.2f}" for r in spread)
                   + f" (min {min(spread):.2f}, max {max(spread):.2f})")
-    per_step = _per_step(calls, base, steps, schedule, report) if args.per_step and "toca" in calls else None
+    per_step = _per_step(calls, faults, base, steps, schedule, report) if args.per_step and "toca" in calls else None
     if per_step:
         print(f"per call, against the median {base} call ({per_step['baseline_ms']:.2f} ms): toca full steps "
               f"{per_step['full_time']:.3f}, partial steps {per_step['partial_time']:.3f} "
-              f"(their FLOPs: {per_step['partial_flops']:.3f} on average)")
+              f"(their FLOPs: {per_step['partial_flops']:.3f} on average); minor page faults per call "
+              f"(median): {base} {per_step['baseline_faults']:g}, toca full {per_step['full_faults']:g}, "
+              f"partial {per_step['partial_faults']:g}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
@@ -285,19 +304,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _per_step(calls: dict[str, list[float]], base: str, steps: int, schedule, report) -> dict:
+def _per_step(calls: dict[str, list[float]], faults: dict[str, list[int]], base: str, steps: int, schedule,
+              report) -> dict:
     """Median toca call time at full and at partial steps as fractions of the median ``base``
-    call, and the average FLOPs fraction of a partial step (from the generation's totals)."""
+    call, the average FLOPs fraction of a partial step (from the generation's totals), and the
+    median minor page faults per call of each kind."""
     per_call = statistics.median(calls[base])
-    full = [t for i, t in enumerate(calls["toca"]) if i % steps == 0 or schedule.is_full(i % steps)]
-    partial = [t for i, t in enumerate(calls["toca"]) if not (i % steps == 0 or schedule.is_full(i % steps))]
+    is_full = [i % steps == 0 or schedule.is_full(i % steps) for i in range(len(calls["toca"]))]
+    full = [t for t, f in zip(calls["toca"], is_full) if f]
+    partial = [t for t, f in zip(calls["toca"], is_full) if not f]
+
+    def median_faults(values: list[int]) -> float:
+        return statistics.median(values) if values else float("nan")
     n_full = len(full) // max(1, len(calls["toca"]) // steps)
     n_partial = steps - n_full
     step_flops = report.uncached / steps
     partial_flops = (report.cached - n_full * step_flops) / max(1, n_partial) / step_flops
     return {"baseline_ms": per_call * 1e3, "full_time": statistics.median(full) / per_call if full else float("nan"),
             "partial_time": statistics.median(partial) / per_call if partial else float("nan"),
-            "partial_flops": partial_flops, "full_steps": n_full, "partial_steps": n_partial}
+            "partial_flops": partial_flops, "full_steps": n_full, "partial_steps": n_partial,
+            "baseline_faults": median_faults(faults.get(base, [])),
+            "full_faults": median_faults([n for n, f in zip(faults.get("toca", []), is_full) if f]),
+            "partial_faults": median_faults([n for n, f in zip(faults.get("toca", []), is_full) if not f])}
 
 
 if __name__ == "__main__":

@@ -118,3 +118,68 @@ def test_apply_through_a_pipeline_with_inductor():
     torch.testing.assert_close(first, second, rtol=1e-6, atol=1e-6)
     stats = toca.stats()
     assert stats.partial_steps == 2 * 4 and stats.uncached_calls == 0 and not toca.fallbacks
+
+
+def _full_step_allocations(monkeypatch, reuse: bool) -> tuple[int, int]:
+    """Fresh buffers and reused ones in the Inductor code of a full step (one call)."""
+    import contextlib
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    import toca_compile.compilers as compilers
+
+    if not reuse:
+        monkeypatch.setattr(compilers, "reuse_freed_buffers", contextlib.nullcontext)
+    spec = ArchSpec(depth=3, width=32, heads=2, mlp="gelu", norm="layer", adaln=True, attention="sdpa",
+                    sdpa_kwargs=False, batch=2, tokens=64, explicit_shapes=False)
+    torch._dynamo.reset()
+    model, (x, _) = TinyDiT(spec), make_inputs(spec)
+    fast = torch.compile(model, backend=ToCa(ToCaConfig()).backend, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        _, code = run_and_get_code(fast, x, next(iter(timesteps(spec, 3))), None)
+    source = "\n".join(code)
+    monkeypatch.undo()
+    return len(re.findall(r"= empty_strided_cpu\(", source)), len(re.findall(r"# reuse", source))
+
+
+def test_cpu_full_steps_reuse_freed_buffers_instead_of_allocating_per_call(monkeypatch):
+    """The exact token score keeps the attention map alive on full steps; Inductor would then
+    allocate later blocks' activations afresh on every call (page faults on CPU). Compiled
+    through toca-compile it reuses them, and its own behaviour is restored afterwards."""
+    from torch._inductor.codegen.wrapper import AllocateLine
+
+    before = AllocateLine.__dict__.get("should_reuse_buffer")
+    fresh, reused = _full_step_allocations(monkeypatch, reuse=True)
+    fresh_without, reused_without = _full_step_allocations(monkeypatch, reuse=False)
+    assert fresh < fresh_without and reused > reused_without
+    assert AllocateLine.__dict__.get("should_reuse_buffer") is before
+
+
+def test_reuse_override_nests_and_restores_across_threads():
+    import threading
+
+    from torch._inductor.codegen.wrapper import AllocateLine
+
+    from toca_compile.compilers import reuse_freed_buffers
+
+    original = AllocateLine.__dict__["should_reuse_buffer"]
+    entered, leave = threading.Barrier(3), threading.Event()
+
+    def hold():
+        with reuse_freed_buffers():
+            entered.wait()
+            leave.wait()
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    entered.wait()
+    assert AllocateLine.__dict__["should_reuse_buffer"] is not original
+    with reuse_freed_buffers():
+        pass
+    assert AllocateLine.__dict__["should_reuse_buffer"] is not original  # the others still hold it
+    leave.set()
+    for t in threads:
+        t.join()
+    assert AllocateLine.__dict__["should_reuse_buffer"] is original

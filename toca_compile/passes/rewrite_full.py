@@ -106,8 +106,10 @@ def _shared_attention_score(graph: fx.Graph, source, mapping: dict[fx.Node, fx.N
         return node
 
     with graph.inserting_before(sdpa):
-        logits = call(torch.matmul, mapping[q], call(torch.transpose, mapping[k], -2, -1))
-        probs = call(torch.softmax, call(operator.mul, logits, scale), -1)
+        # the scale goes on q (N x D values) rather than on the N x N logits: Inductor's softmax
+        # kernel then has no scaled input to guard for non-finite values, one pass fewer
+        logits = call(torch.matmul, call(operator.mul, mapping[q], scale), call(torch.transpose, mapping[k], -2, -1))
+        probs = call(torch.softmax, logits, -1)
         out = call(torch.matmul, probs, mapping[v])
         score = graph.call_function(received_from_map, (probs,))
     if "example_value" in sdpa.meta:
