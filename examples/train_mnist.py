@@ -298,6 +298,35 @@ def _save(path: Path, state: dict, metadata: dict, dtype: torch.dtype) -> None:
               metadata={k: json.dumps(v) if not isinstance(v, str) else v for k, v in metadata.items()})
 
 
+def ship_best(candidates: dict, classifier, args, path: Path, metadata: dict, load, log) -> dict:
+    """Score each candidate (raw / EMA weights) by classifier accuracy on the same generated
+    labels, save the best as fp16 to ``path`` with ``metadata``, reload it with ``load(path)``
+    and score the shipped file again. Returns the record's "eval" block."""
+    t_eval = time.perf_counter()
+    scores = {}
+    for name, weights in candidates.items():
+        acc, per_class = sample_accuracy(weights.eval(), classifier, args, args.eval_samples)
+        scores[name] = {"accuracy": acc, "per_class": per_class}
+        log(f"{name} weights: classifier accuracy on {args.eval_samples} samples {acc:.3f} {per_class}")
+    chosen = max(scores, key=lambda k: (scores[k]["accuracy"], k == "ema"))
+    _save(path, candidates[chosen].state_dict(), {**metadata, "weights": chosen}, torch.float16)
+    acc, per_class = sample_accuracy(load(path), classifier, args, args.eval_samples)
+    log(f"shipped ({chosen}, fp16 file): classifier accuracy {acc:.3f} {per_class}")
+    return {"samples": args.eval_samples, "ddim_steps": args.eval_steps, "guidance": args.eval_guidance,
+            "seconds": round(time.perf_counter() - t_eval, 1), "candidates": scores, "shipped_weights": chosen,
+            "shipped_accuracy": acc, "shipped_per_class": per_class}
+
+
+def training_record(t_start: float, **fields) -> dict:
+    """What every training record starts with (command, wall time, versions, threads), then ``fields``."""
+    import diffusers
+
+    return {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+            "wall_seconds": round(time.perf_counter() - t_start, 1), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), **fields}
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -330,50 +359,14 @@ def main(argv=None) -> None:
     log(f"DiT: {dit_info['steps_done']} steps in {dit_info['seconds']:.0f}s, final loss {dit_info['final_loss']}")
 
     # Score the raw and the EMA weights on the same generated labels; ship the better one.
-    t_eval = time.perf_counter()
-    candidates = {"raw": model}
-    if ema is not None:
-        candidates["ema"] = ema
-    scores = {}
-    for name, weights in candidates.items():
-        acc, per_class = sample_accuracy(weights, classifier, args, args.eval_samples)
-        scores[name] = {"accuracy": acc, "per_class": per_class}
-        log(f"{name} weights: classifier accuracy on {args.eval_samples} samples {acc:.3f} {per_class}")
-    chosen = max(scores, key=lambda k: (scores[k]["accuracy"], k == "ema"))
+    candidates = {"raw": model} if ema is None else {"raw": model, "ema": ema}
     dit_path = args.out / variant.asset
-    _save(dit_path, candidates[chosen].state_dict(), {"config": variant.config, "weights": chosen},
-          torch.float16)
-    shipped = zoo.load_mnist_dit(path=dit_path, variant=args.variant)
-    acc, per_class = sample_accuracy(shipped, classifier, args, args.eval_samples)
-    log(f"shipped ({chosen}, fp16 file): classifier accuracy {acc:.3f}")
-
-    import diffusers
-
-    report = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "variant": args.variant,
-        "tokens": variant.tokens,
-        "dit_config": variant.config,
-        "scheduler_config": zoo.MNIST_SCHEDULER_CONFIG,
-        "classifier": cls_info,
-        "dit": dit_info,
-        "eval": {
-            "samples": args.eval_samples,
-            "ddim_steps": args.eval_steps,
-            "guidance": args.eval_guidance,
-            "seconds": round(time.perf_counter() - t_eval, 1),
-            "candidates": scores,
-            "shipped_weights": chosen,
-            "shipped_accuracy": acc,
-            "shipped_per_class": per_class,
-        },
-    }
+    evaluation = ship_best(candidates, classifier, args, dit_path, {"config": variant.config},
+                           lambda path: zoo.load_mnist_dit(path=path, variant=args.variant), log)
+    report = training_record(
+        t_start, args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        variant=args.variant, tokens=variant.tokens, dit_config=variant.config,
+        scheduler_config=zoo.MNIST_SCHEDULER_CONFIG, classifier=cls_info, dit=dit_info, eval=evaluation)
     record = args.out / variant.training_record
     record.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {'' if args.skip_classifier else f'{cls_path}, '}{dit_path}, {record}")

@@ -20,8 +20,6 @@ classifier is reused); --max-minutes defaults to 25 here.
 from __future__ import annotations
 
 import json
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -84,48 +82,16 @@ def main(argv=None) -> None:
     model, ema, info = tm.train_dit(args, train_x, train_y, log, build=build_joint, config=zoo.MNIST_JOINT_CONFIG)
     log(f"joint model: {info['steps_done']} steps in {info['seconds']:.0f}s, final loss {info['final_loss']}")
 
-    t_eval = time.perf_counter()
     candidates = {"raw": model} if ema is None else {"raw": model, "ema": ema}
-    scores = {}
-    for name, weights in candidates.items():
-        acc, per_class = tm.sample_accuracy(weights.eval(), classifier, args, args.eval_samples)
-        scores[name] = {"accuracy": acc, "per_class": per_class}
-        log(f"{name} weights: classifier accuracy on {args.eval_samples} samples {acc:.3f} {per_class}")
-    chosen = max(scores, key=lambda k: (scores[k]["accuracy"], k == "ema"))
     path = args.out / zoo.JOINT_ASSET
-    tm._save(path, candidates[chosen].state_dict(), {"config": zoo.MNIST_JOINT_CONFIG, "weights": chosen,
-                                                     "context_tokens": zoo.JOINT_CONTEXT_TOKENS}, torch.float16)
-    shipped = zoo.load_mnist_joint(path=path)
-    acc, per_class = tm.sample_accuracy(shipped, classifier, args, args.eval_samples)
-    log(f"shipped ({chosen}, fp16 file): classifier accuracy {acc:.3f} {per_class}")
-
-    import diffusers
-
-    report = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                 if not k.startswith("classifier") and k != "skip_classifier"},
-        "joint_config": zoo.MNIST_JOINT_CONFIG,
-        "context_tokens": zoo.JOINT_CONTEXT_TOKENS,
-        "scheduler_config": zoo.MNIST_SCHEDULER_CONFIG,
-        "classifier_test_accuracy": cls_acc,
-        "training": info,
-        "eval": {
-            "samples": args.eval_samples,
-            "ddim_steps": args.eval_steps,
-            "guidance": args.eval_guidance,
-            "seconds": round(time.perf_counter() - t_eval, 1),
-            "candidates": scores,
-            "shipped_weights": chosen,
-            "shipped_accuracy": acc,
-            "shipped_per_class": per_class,
-        },
-    }
+    evaluation = tm.ship_best(candidates, classifier, args, path,
+                              {"config": zoo.MNIST_JOINT_CONFIG, "context_tokens": zoo.JOINT_CONTEXT_TOKENS},
+                              lambda saved: zoo.load_mnist_joint(path=saved), log)
+    report = tm.training_record(
+        t_start, args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                             if not k.startswith("classifier") and k != "skip_classifier"},
+        joint_config=zoo.MNIST_JOINT_CONFIG, context_tokens=zoo.JOINT_CONTEXT_TOKENS,
+        scheduler_config=zoo.MNIST_SCHEDULER_CONFIG, classifier_test_accuracy=cls_acc, training=info, eval=evaluation)
     (args.out / "mnist_joint_training.json").write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB), {args.out / 'mnist_joint_training.json'}")
 
