@@ -281,3 +281,25 @@ def test_block_0_alone_costs_block_0_only_on_the_steps_the_official_code_compute
     assert changed == {"transformer_blocks.0"}
     extra = blocks_a["transformer_blocks.0"][1] - blocks_b["transformer_blocks.0"][1]
     assert extra == sum(a.cached_per_step[i] - b.cached_per_step[i] for i in alone)
+
+
+def test_cli_counts_pixart_with_a_prompts_own_tokens(monkeypatch, capsys):
+    """The official PixArt code drops the caption's padding before the blocks; --text-tokens
+    counts the keys/values of that many tokens instead of diffusers' 120 padded ones."""
+    import argparse
+
+    from toca_compile.flops.cli import add_flops_parser, build_request
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = add_flops_parser(sub)
+    spec = build_request(parser.parse_args(["--model", "pixart-alpha-256", "--text-tokens", "40"]))[0]
+    args, kwargs = spec.inputs(2)
+    assert kwargs["encoder_hidden_states"].shape == (2, 40, 4096)
+    assert kwargs["encoder_attention_mask"].shape == (2, 40)
+    assert "40 T5 tokens, no padding" in spec.description
+    default = build_request(parser.parse_args(["--model", "pixart-alpha-256"]))[0]
+    assert default.inputs(2)[1]["encoder_hidden_states"].shape == (2, 120, 4096)
+    for argv, message in ((["--model", "flux-dev", "--text-tokens", "40"], "applies to the PixArt models"),
+                          (["--model", "pixart-alpha", "--text-tokens", "0"], r"--text-tokens must be in \[1, 120\]")):
+        with pytest.raises(ValueError, match=message):
+            build_request(parser.parse_args(argv))

@@ -11,6 +11,8 @@ can be counted on a laptop. The counting itself is :func:`toca_compile.flops.gen
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -50,6 +52,12 @@ def _dit_inputs(sample_size: int) -> Callable[[int], tuple[tuple, dict]]:
 
 
 # -- PixArt-alpha (diffusers PixArtTransformer2DModel: PixArt-XL-2-1024-MS / -256x256) --------
+#: T5 tokens of a PixArt-alpha caption as diffusers' pipeline passes them (padded; masked in attention).
+#: The official PixArt code drops the padding before the blocks (``PixArt.py``: ``y.masked_select``),
+#: so its cross-attention keys/values cost what the prompt's own tokens cost: ``--text-tokens``.
+PIXART_TEXT_TOKENS = 120
+
+
 def _pixart(sample_size: int) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
         from diffusers import PixArtTransformer2DModel
@@ -65,12 +73,12 @@ def _pixart(sample_size: int) -> Callable[[], torch.nn.Module]:
 
 
 def _pixart_inputs(sample_size: int) -> Callable[[int], tuple[tuple, dict]]:
-    def inputs(batch: int) -> tuple[tuple, dict]:
+    def inputs(batch: int, text_tokens: int = PIXART_TEXT_TOKENS) -> tuple[tuple, dict]:
         added = ({"resolution": torch.empty(batch, 2), "aspect_ratio": torch.empty(batch, 1)} if sample_size == 128
                  else {"resolution": None, "aspect_ratio": None})
         return (torch.empty(batch, 4, sample_size, sample_size),), dict(
-            encoder_hidden_states=torch.empty(batch, 120, 4096),
-            encoder_attention_mask=torch.empty(batch, 120, dtype=torch.long),
+            encoder_hidden_states=torch.empty(batch, text_tokens, 4096),
+            encoder_attention_mask=torch.empty(batch, text_tokens, dtype=torch.long),
             timestep=torch.empty(batch, dtype=torch.long), added_cond_kwargs=added, return_dict=False)
     return inputs
 
@@ -155,6 +163,9 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
                    help="presets: refresh ceil(r N) tokens per region (token_rounding='ceil') instead of the "
                         "official code's int(r N)")
     p.add_argument("--batch", type=int, default=None, help="batch per call (default: 2 = batched CFG; FLUX 1)")
+    p.add_argument("--text-tokens", type=int, default=None,
+                   help="PixArt models: caption tokens the blocks see (default 120, padded as diffusers passes them; "
+                        "the official PixArt code drops padding, so a prompt's own length compares with its counts)")
     p.add_argument("--no-constant-kv", action="store_true",
                    help="recompute cross-attention's text keys/values every step (ToCaConfig.constant_kv=False)")
     p.add_argument("--breakdown", action="store_true", help="also print FLOPs per region kind and per block")
@@ -203,6 +214,15 @@ def build_request(args: argparse.Namespace):
         steps = args.steps or schedule.num_steps
         if steps != schedule.num_steps:
             schedule = schedule.replace(num_steps=steps)  # re-time the preset's step-dependent rules
+    text_tokens = getattr(args, "text_tokens", None)
+    if text_tokens is not None:
+        if not spec.name.startswith("pixart"):
+            raise ValueError(f"--text-tokens applies to the PixArt models, not {spec.name}")
+        if not 1 <= text_tokens <= PIXART_TEXT_TOKENS:
+            raise ValueError(f"--text-tokens must be in [1, {PIXART_TEXT_TOKENS}], got {text_tokens}")
+        spec = dataclasses.replace(spec, inputs=functools.partial(spec.inputs, text_tokens=text_tokens),
+                                   description=spec.description.replace(
+                                       f"{PIXART_TEXT_TOKENS} T5 tokens", f"{text_tokens} T5 tokens, no padding"))
     return spec, config, schedule, steps, args.batch or spec.batch
 
 
