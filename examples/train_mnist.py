@@ -135,9 +135,9 @@ def classifier_accuracy(model, x, y, batch: int = 1000) -> float:
 # ----------------------------------------------------------------------------- DiT
 
 
-def init_dit_(model) -> None:
-    """DiT-paper initialisation: xavier linears, N(0, 0.02) embeddings, adaLN-Zero (zeroed
-    modulation and output layers, so every block starts as the identity)."""
+def init_linears_and_patches_(model) -> None:
+    """The part of the DiT-paper initialisation every bundled transformer shares: xavier-uniform
+    linears with zero biases, then the patch-embedding convolution initialised like a linear."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             torch.nn.init.xavier_uniform_(module.weight)
@@ -146,6 +146,12 @@ def init_dit_(model) -> None:
     proj = model.pos_embed.proj
     torch.nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
     torch.nn.init.zeros_(proj.bias)
+
+
+def init_dit_(model) -> None:
+    """DiT-paper initialisation: xavier linears, N(0, 0.02) embeddings, adaLN-Zero (zeroed
+    modulation and output layers, so every block starts as the identity)."""
+    init_linears_and_patches_(model)
     for block in model.transformer_blocks:
         emb = block.norm1.emb
         torch.nn.init.normal_(emb.class_embedder.embedding_table.weight, std=0.02)

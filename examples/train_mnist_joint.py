@@ -37,14 +37,7 @@ def init_joint_(model: zoo.JointMNIST) -> None:
     """The DiT recipe on the MM-DiT: xavier linears, N(0, 0.02) timestep embedder, adaLN-Zero
     (zeroed modulations of both streams and of the output norm, zeroed output projection)."""
     t = model.transformer
-    for module in t.modules():
-        if isinstance(module, torch.nn.Linear):
-            torch.nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-    proj = t.pos_embed.proj
-    torch.nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
-    torch.nn.init.zeros_(proj.bias)
+    tm.init_linears_and_patches_(t)
     emb = t.time_text_embed.timestep_embedder
     torch.nn.init.normal_(emb.linear_1.weight, std=0.02)
     torch.nn.init.normal_(emb.linear_2.weight, std=0.02)

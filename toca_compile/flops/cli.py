@@ -200,11 +200,10 @@ def build_request(args: argparse.Namespace):
             raise ValueError("--current-step-threshold applies to the threshold-rule presets "
                              "(dit-ddim-50, dit-ddpm-250, pixart-dpm-20)")
         schedule = schedule.replace(lagged_threshold=False)
-    readings = {"first_block_alone": (getattr(args, "no_first_block_alone", False), False),
-                "token_rounding": (getattr(args, "round_up", False), "ceil")}
-    for field, (asked, value) in readings.items():
+    readings = {"--no-first-block-alone": (getattr(args, "no_first_block_alone", False), "first_block_alone", False),
+                "--round-up": (getattr(args, "round_up", False), "token_rounding", "ceil")}
+    for flag, (asked, field, value) in readings.items():
         if asked:
-            flag = "--no-first-block-alone" if field == "first_block_alone" else "--round-up"
             if preset is None or not hasattr(schedule, field):
                 raise ValueError(f"{flag} applies to the presets' schedules; give --preset")
             schedule = schedule.replace(**{field: value})
