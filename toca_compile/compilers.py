@@ -27,9 +27,9 @@ def reuse_freed_buffers() -> Iterator[None]:
     A full-step graph keeps the attention map alive for the token score, which lifts that
     estimate; Inductor then declines to hand one block's freed MLP activations to the next
     block and allocates them afresh on every call. On CPU those multi-megabyte buffers go back
-    to the operating system between calls often enough that a full step of the bundled MNIST
-    DiT took about 1,800 page faults and ran 10-20% slower in some processes than in others
-    (README, "Wall clock against FLOPs on this CPU"). Reuse is always correct (the wrapper
+    to the operating system between calls often enough that, in some processes, a full step of
+    the bundled MNIST DiT took a thousand page faults and the whole generation lost a sixth of
+    its speed-up (README, "Wall clock against FLOPs on this CPU"). Reuse is always correct (the wrapper
     only offers buffers that are dead and of the same size); it costs at most some peak memory,
     which on CPU is cheaper than the faults. GPU graphs keep Inductor's choice: the CUDA caching
     allocator makes fresh buffers cheap there. Where this Inductor has no such check, nothing
