@@ -873,14 +873,17 @@ def test_rewrite_full_with_sampled_attention_score():
 
 def test_rewrite_full_with_exact_attention_score_shares_the_map():
     """When every query row is scored (score_queries >= N) a full step computes each block's
-    attention once as softmax(q·kᵀ·scale)·v and reads s1 off that map: no SDPA is left, two
-    matmuls and a softmax per attention replace it, and each token-wise region writes a base
-    score from received_from_map."""
+    attention once as (exp(q·kᵀ·scale - rowmax)·v) / rowsum and reads s1 off that map: no SDPA
+    is left, two matmuls, one exp, one row max and one row sum per attention replace it (no
+    softmax: the map is normalised only inside the score), and each token-wise region writes a
+    base score from received_from_map."""
     captured = dit()
     ctx = analyse(captured, EAGER)
     before, after = count_ops(captured.gm), count_ops(variant(ctx, ALL_FULL))
     assert after["scaled_dot_product_attention"] == 0
-    assert after["softmax"] == before["softmax"] + 2
+    assert after["softmax"] == before["softmax"]
+    for op in ("exp", "amax", "sum"):
+        assert after[op] == before[op] + 2, op
     assert after["matmul"] == before["matmul"] + 4
     assert after["received_from_map"] == 2
     assert after["fill_cache"] == 4 + 2
@@ -930,10 +933,11 @@ def test_rewrite_reuse_removes_region_compute():
 
 def test_rewrite_rows_recompute_selected_tokens():
     """A rows step with k=3: self-attention regions cannot run on rows and are reused (their qkv,
-    proj and SDPA gone; asking them for rows is refused, see the next test); each MLP region picks 3 tokens (select_tokens, [B, 3]), gathers the
+    proj and SDPA gone; asking them for rows is refused, see the next test); each MLP region picks 3 tokens, gathers the
     stream's rows (take_rows), runs norm, fc1, gelu, fc2 on [B, 3, .] rows, scatters them into
     its cache (put_rows, [B, N, C]) and ages the other tokens (refresh_staleness). The [B, 1, C]
-    modulation is broadcast, not gathered."""
+    modulation is broadcast, not gathered. Both regions' selections are one top-k
+    (select_tokens_together, [2, B, 3]) made before the first block."""
     captured = dit()
     ctx = analyse(captured, EAGER)
     gm = variant(ctx, {0: REUSE, 1: 3, 2: REUSE, 3: 3})
@@ -941,8 +945,13 @@ def test_rewrite_rows_recompute_selected_tokens():
     assert after["linear"] == DIT_LINEARS - 2 * 2
     assert after["scaled_dot_product_attention"] == 0
     assert after["gelu"] == 2
-    for op in ("select_tokens", "take_rows", "put_rows", "refresh_staleness"):
+    assert after["select_tokens"] == 0 and after["select_tokens_together"] == 1
+    for op in ("take_rows", "put_rows", "refresh_staleness"):
         assert after[op] == 2, op
+    (together,) = [n for n in gm.graph.nodes if op_kind(n) == "select_tokens_together"]
+    first_linear = next(n for n in gm.graph.nodes if op_kind(n) == "linear")
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    assert order[together] < order[first_linear]
     assert after["fill_cache"] == 0
     shapes = run_shapes(gm, captured, ctx)
     for block in captured.model.blocks:
@@ -951,9 +960,8 @@ def test_rewrite_rows_recompute_selected_tokens():
         assert shapes[fc1.name] == (B, 3, 4 * C)
         assert shapes[fc2.name] == (B, 3, C)
         assert not linear_of(gm, captured, block.attn.qkv) and not linear_of(gm, captured, block.attn.proj)
+    assert shapes[together.name] == (2, B, 3)
     for node in gm.graph.nodes:
-        if op_kind(node) == "select_tokens":
-            assert shapes[node.name] == (B, 3)
         if op_kind(node) == "take_rows":
             assert shapes[node.name] == (B, 3, C)
         if op_kind(node) == "put_rows":
@@ -1308,7 +1316,8 @@ def test_rewrite_rows_shared_mlp_runs_the_mlp_on_the_selected_rows_only():
     gm = variant(ctx, {0: 3, 1: 2})
     after = count_ops(gm)
     assert after["cat"] == 1                     # the timestep embedding's; the joint cat is gone
-    assert after["gelu"] == 2 and after["put_rows"] == 2 and after["select_tokens"] == 2
+    assert after["gelu"] == 2 and after["put_rows"] == 2
+    assert after["select_tokens"] == 2 and after["select_tokens_together"] == 0  # k 3 and 2: two top-k
     assert after["take_rows"] == 4               # per region: the stream and the position table
     block = captured.model.blocks[0]
     shapes = run_shapes(gm, captured, ctx)

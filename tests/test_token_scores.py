@@ -11,7 +11,7 @@ from profiles import examples
 from architectures import ArchSpec, TinyDiT, make_inputs, timesteps
 from toca_compile import ToCa, ToCaConfig
 from toca_compile.kernels.scores import (attention_received, cross_entropy, kv_norm, received_from_map, select_tokens,
-                                       spatial_bonus)
+                                       select_tokens_together, spatial_bonus)
 
 
 def _explicit_received(q, k):
@@ -110,6 +110,28 @@ def test_shared_selection_gives_both_cfg_halves_the_same_tokens():
     base = torch.rand(4, 9, generator=torch.Generator().manual_seed(1))
     idx = select_tokens(base, torch.zeros(4, 9), 0.25, 9, 3, shared=True)
     assert torch.equal(idx[:2], idx[2:])
+
+
+@given(st.integers(2, 5), st.sampled_from([2, 4, 6]), st.sampled_from([(4, 4), (2, 4, 4), ()]), st.integers(1, 8),
+       st.booleans(), st.booleans(), st.integers(0, 1000))
+@examples(30)
+def test_one_top_k_for_several_regions_picks_each_regions_own_rows(regions, batch, grid, k, ties, shared, seed):
+    """Selections stacked into one top-k (select_tokens_together, what a partial step runs) give
+    every region exactly the indices, in the same order, that its own top-k gives, with the
+    spatial bonus, shared CFG halves and tied scores (scores drawn from a few values)."""
+    n = math.prod(grid) if grid else 13
+    g = torch.Generator().manual_seed(seed)
+    draw = (lambda: torch.randint(0, 3, (batch, n), generator=g).float()) if ties else (lambda: torch.rand(batch, n, generator=g))
+    bases = tuple(draw() for _ in range(regions))
+    stales = tuple(torch.randint(0, 4, (batch, n), generator=g).float() for _ in range(regions))
+    together = select_tokens_together(bases, stales, 0.25, n, k, grid, 2, 0.6, shared)
+    assert together.shape == (regions, batch, k)
+    for r in range(regions):
+        own = torch.topk(spatial_bonus(bases[r] + stales[r] * (0.25 / n), grid, 2, 0.6), k, dim=1).indices
+        if shared:
+            own = torch.cat([own[: batch // 2], own[: batch // 2]])
+        assert torch.equal(together[r], own), r
+        assert torch.equal(together[r], select_tokens(bases[r], stales[r], 0.25, n, k, grid, 2, 0.6, shared)), r
 
 
 def test_compiled_selection_follows_the_attention_each_token_received(monkeypatch):

@@ -120,6 +120,21 @@ def select_tokens(base: torch.Tensor, stale: torch.Tensor, weight: float, tokens
     return idx
 
 
+def select_tokens_together(bases: tuple[torch.Tensor, ...], stales: tuple[torch.Tensor, ...], weight: float,
+                           tokens: int, k: int, grid: tuple[int, ...] = (), cell: int = 0, bonus: float = 0.0,
+                           shared: bool = False) -> torch.Tensor:
+    """``select_tokens`` for several regions at once, [R, B, k]: one top-k over their stacked
+    [R·B, N] scores (each row ranked on its own, so the rows are those of R separate calls)."""
+    base, stale = torch.stack(bases), torch.stack(stales)
+    regions, batch, n = base.shape
+    idx = select_tokens(base.reshape(regions * batch, n), stale.reshape(regions * batch, n), weight, tokens, k,
+                        grid, cell, bonus).reshape(regions, batch, k)
+    if shared and batch % 2 == 0:
+        half = batch // 2
+        idx = torch.cat([idx[:, :half], idx[:, :half]], dim=1)
+    return idx
+
+
 def random_scores(seed: int, step: int, region: int, batch: int, tokens: int) -> torch.Tensor:
     """Uniform [0, 1) scores of shape ``(batch, tokens)`` for one region at one step.
 

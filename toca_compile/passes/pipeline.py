@@ -14,8 +14,10 @@ Variant (once per distinct tuple of region decisions), ``Variant -> Variant``:
 6. ``rewrite``   — per region: compute and refill (rewrite_full.py), reuse the cache, forecast,
    or recompute selected rows (rewrite_partial.py); the constant values computed, computed and
    stored, or read from their caches (``Variant.constants``)
-7. ``dead_code`` — FX dead-code elimination that keeps every cache write (dead_code.py)
-8. ``validate``  — a fake-tensor run that checks every recomputed shape (validate.py)
+7. ``select_together`` — the regions' top-k token selections of one shape made by one top-k
+   at the top of the graph (select_together.py)
+8. ``dead_code`` — FX dead-code elimination that keeps every cache write (dead_code.py)
+9. ``validate``  — a fake-tensor run that checks every recomputed shape (validate.py)
 
 Each list can be printed and extended (``ANALYSIS.passes.insert(...)``); the managers time,
 log and (with ``TOCA_COMPILE_DUMP=dir``) dump every pass by name.
@@ -38,6 +40,7 @@ from .manager import Pass, PassManager
 from .plan_caches import plan_caches
 from .rewrite_partial import rewrite_variant
 from .score_sources import find_score_sources
+from .select_together import select_together
 from .state_inputs import StateSpec, state_specs
 from .validate import validate_variant
 
@@ -145,6 +148,12 @@ def rewrite(v: Variant) -> Variant:
                                          a.constants, v.constants))
 
 
+def selections(v: Variant) -> Variant:
+    assert v.gm is not None, "select_together runs after rewrite"
+    select_together(v.gm.graph)
+    return v
+
+
 def dead_code(v: Variant) -> Variant:
     assert v.gm is not None, "dead_code runs after rewrite"
     remove_dead_code(v.gm)  # the variant's own copy of the graph
@@ -165,6 +174,7 @@ def _describe_variant(v: Variant) -> str:
 
 VARIANT: PassManager[Variant] = PassManager("variant", [
     Pass("rewrite", rewrite, _describe_variant),
+    Pass("select_together", selections, _describe_variant),
     Pass("dead_code", dead_code, _describe_variant),
     Pass("validate", validate, _describe_variant),
 ])

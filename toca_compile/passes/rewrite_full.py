@@ -109,9 +109,12 @@ def _shared_attention_score(graph: fx.Graph, source, mapping: dict[fx.Node, fx.N
         # the scale goes on q (N x D values) rather than on the N x N logits: Inductor's softmax
         # kernel then has no scaled input to guard for non-finite values, one pass fewer
         logits = call(torch.matmul, call(operator.mul, mapping[q], scale), call(torch.transpose, mapping[k], -2, -1))
-        probs = call(torch.softmax, logits, -1)
-        out = call(torch.matmul, probs, mapping[v])
-        score = graph.call_function(received_from_map, (probs,))
+        # softmax with its normalisation moved after the product with v (N x D divisions, not
+        # N x N): the N x N probabilities are then never stored, only read by the score
+        weights = call(torch.exp, call(operator.sub, logits, call(torch.amax, logits, -1, True)))
+        total = call(torch.sum, weights, -1, True)
+        out = call(operator.truediv, call(torch.matmul, weights, mapping[v]), total)
+        score = graph.call_function(received_from_map, (call(operator.truediv, weights, total),))
     if "example_value" in sdpa.meta:
         out.meta["example_value"] = sdpa.meta["example_value"]
     sdpa.replace_all_uses_with(out)
