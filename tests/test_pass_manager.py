@@ -90,8 +90,8 @@ def test_a_decision_with_inconsistent_rows_is_refused(bad):
 # -- the pass manager --------------------------------------------------------------------
 def test_the_pipeline_order_is_one_printed_list_per_phase():
     assert [p.name for p in pipeline.ANALYSIS] == ["detect", "plan", "scores", "constants", "state"]
-    assert [p.name for p in pipeline.VARIANT] == ["rewrite", "dead_code", "validate"]
-    assert repr(pipeline.VARIANT) == "PassManager('variant': rewrite -> dead_code -> validate)"
+    assert [p.name for p in pipeline.VARIANT] == ["rewrite", "select_together", "dead_code", "validate"]
+    assert repr(pipeline.VARIANT) == "PassManager('variant': rewrite -> select_together -> dead_code -> validate)"
 
 
 def test_pass_names_must_be_unique():
@@ -128,9 +128,10 @@ def test_a_compiled_model_dumps_its_analysis_and_every_variant(tmp_path, monkeyp
         "graph0.analysis.0.detect.txt", "graph0.analysis.1.plan.txt", "graph0.analysis.2.scores.txt",
         "graph0.analysis.3.constants.txt", "graph0.analysis.4.state.txt"]
     variants = [n for n in names if ".variant." in n]
-    assert len(variants) == 2 * 3  # a full and a partial variant, three passes each
-    partial = (tmp_path / "graph0.variant1.variant.2.validate.txt").read_text()
+    assert len(variants) == 2 * 4  # a full and a partial variant, four passes each
+    partial = (tmp_path / "graph0.variant1.variant.3.validate.txt").read_text()
     assert "decisions: 0:reuse 1:rows2 2:reuse 3:rows2" in partial and "take_rows" in partial
+    assert "select_tokens_together" in partial  # both rows regions: one top-k
     assert "region 0: block 0 attn" in (tmp_path / "graph0.analysis.0.detect.txt").read_text()
 
 
