@@ -2,8 +2,9 @@
 
 Each partial region picks its rows with ``select_tokens`` from its own base score and staleness,
 both graph inputs, so every selection of a partial step can be made before its first block. A
-top-k costs about the same fixed time whatever its size (an extern call Inductor cannot fuse),
-which on a small model makes one per region a visible part of a partial step. Selections with
+top-k is an extern call Inductor cannot fuse, with a fixed cost per call (dispatch, output
+allocation, the wrapper's launch) besides its work per row, which on a small model makes one
+per region a visible part of a partial step. Selections with
 the same settings on state of the same shape are therefore stacked into one
 ``select_tokens_together`` at the top of the graph, and each region reads its own slice. The
 rows chosen are the same: top-k ranks each row on its own.
