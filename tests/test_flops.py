@@ -220,6 +220,7 @@ def test_bad_arguments():
     (["--model", "dit-xl-2", "--interval", "3", "--current-step-threshold"], "threshold-rule presets"),
     (["--model", "dit-xl-2", "--interval", "3", "--round-up"], "--round-up applies to the presets"),
     (["--model", "dit-xl-2", "--ratio", "0.2", "--no-first-block-alone"], "--no-first-block-alone applies"),
+    (["--model", "dit-xl-2", "--interval", "3", "--exact-step-factors"], "--exact-step-factors applies"),
 ])
 def test_cli_rejects_bad_input(argv, message, capsys):
     from toca_compile.flops.cli import main
@@ -250,6 +251,9 @@ def test_cli_counts_the_earlier_threshold_reading_on_request():
         own = build_request(parser.parse_args(["--model", "dit-xl-2", "--preset", preset,
                                                "--no-first-block-alone", "--round-up"]))[2]
         assert own == get_preset(preset, first_block_alone=False, token_rounding="ceil")
+        exact = build_request(parser.parse_args(["--model", "dit-xl-2", "--preset", preset,
+                                                 "--exact-step-factors"]))[2]
+        assert exact == get_preset(preset, step_levels=None) and official.step_levels == 4
 
 
 def test_cli_runs_a_model_with_breakdown(monkeypatch, capsys):

@@ -162,6 +162,9 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--round-up", action="store_true",
                    help="presets: refresh ceil(r N) tokens per region (token_rounding='ceil') instead of the "
                         "official code's int(r N)")
+    p.add_argument("--exact-step-factors", action="store_true",
+                   help="presets: the exact step factor of every step (step_levels=None), as the official code "
+                        "takes it, instead of the presets' 4 levels (one compiled variant each)")
     p.add_argument("--batch", type=int, default=None, help="batch per call (default: 2 = batched CFG; FLUX 1)")
     p.add_argument("--text-tokens", type=int, default=None,
                    help="PixArt models: caption tokens the blocks see (default 120, padded as diffusers passes them; "
@@ -201,7 +204,8 @@ def build_request(args: argparse.Namespace):
                              "(dit-ddim-50, dit-ddpm-250, pixart-dpm-20)")
         schedule = schedule.replace(lagged_threshold=False)
     readings = {"--no-first-block-alone": (getattr(args, "no_first_block_alone", False), "first_block_alone", False),
-                "--round-up": (getattr(args, "round_up", False), "token_rounding", "ceil")}
+                "--round-up": (getattr(args, "round_up", False), "token_rounding", "ceil"),
+                "--exact-step-factors": (getattr(args, "exact_step_factors", False), "step_levels", None)}
     for flag, (asked, field, value) in readings.items():
         if asked:
             if preset is None or not hasattr(schedule, field):
