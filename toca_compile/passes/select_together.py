@@ -4,10 +4,10 @@ Each partial region picks its rows with ``select_tokens`` from its own base scor
 both graph inputs, so every selection of a partial step can be made before its first block. A
 top-k is an extern call Inductor cannot fuse, with a fixed cost per call (dispatch, output
 allocation, the wrapper's launch) besides its work per row, which on a small model makes one
-per region a visible part of a partial step. Selections with
-the same settings on state of the same shape are therefore stacked into one
-``select_tokens_together`` at the top of the graph, and each region reads its own slice. The
-rows chosen are the same: top-k ranks each row on its own.
+per region a visible part of a partial step. Selections with the same settings on state of the
+same shape are therefore stacked into one ``select_tokens_together`` at the top of the graph,
+and each region reads its own slice. The rows chosen are the same: top-k ranks each row on its
+own.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def _shape_key(node: fx.Node) -> tuple | None:
     return (tuple(value.shape), value.dtype, value.device) if value is not None else None
 
 
-def select_together(graph: fx.Graph) -> int:
-    """Stack same-shape selections into one top-k; returns how many selections were merged."""
+def select_together(graph: fx.Graph) -> None:
+    """Stack same-shape selections into one top-k, placed after the graph's inputs."""
     groups: dict[tuple, list[fx.Node]] = {}
     for node in graph.nodes:
         if node.op != "call_function" or node.target is not select_tokens or node.kwargs:
@@ -34,12 +34,11 @@ def select_together(graph: fx.Graph) -> int:
         if None in shapes:
             continue  # a selection from computed scores stays where it is
         groups.setdefault((shapes, tuple(node.args[2:])), []).append(node)
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    merged = 0
-    anchor = placeholders[-1] if placeholders else None
-    for nodes in groups.values():
-        if len(nodes) < 2 or anchor is None:
-            continue
+    merging = [nodes for nodes in groups.values() if len(nodes) > 1]
+    if not merging:
+        return
+    anchor = [n for n in graph.nodes if n.op == "placeholder"][-1]  # the state inputs are placeholders
+    for nodes in merging:
         with graph.inserting_after(anchor):
             together = graph.call_function(select_tokens_together, (tuple(n.args[0] for n in nodes),
                                                                     tuple(n.args[1] for n in nodes),
@@ -51,5 +50,3 @@ def select_together(graph: fx.Graph) -> int:
             anchor = part
             node.replace_all_uses_with(part)
             graph.erase_node(node)
-        merged += len(nodes)
-    return merged
