@@ -232,7 +232,7 @@ class ToCa:
             stats = Stats(**{k: v for k, v in vars(self._stats).items() if k not in ("regions", "uncached")})
             stats.uncached = dict(self._stats.uncached)
             specs = [s for e in self.graphs for s in e.specs.values()]
-            stats.regions = [r for s in specs for r in s.regions]
+            stats.regions = [r for s in specs for r in s.region_stats()]
             stats.shapes = len(specs)
             stats.cache_bytes = sum(s.cache_bytes() for s in specs)
         return stats

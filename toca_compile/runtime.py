@@ -17,6 +17,7 @@ The compiled graphs never branch and Dynamo never recompiles for a decision.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -132,6 +133,21 @@ def read_timestep(value: Any) -> float | None:
     return float(value.detach().reshape(-1).max())
 
 
+@dataclass(frozen=True, eq=False)
+class StepKind:
+    """What every call of one kind of step (step index, full or partial) does on the host,
+    worked out on its first call and reused: a call runs right after the previous one's
+    kernels, when the interpreter is cold and each Python step costs several times what it
+    costs in a warm loop, so the per-call work is a few dictionary lookups."""
+
+    decisions: dict[int, Decision]
+    key: tuple[Decision, ...]                 # the variant, without the constant inputs' use
+    random: tuple[tuple[int, int, int], ...]  # (region, batch, tokens) drawing random scores
+    refreshed: tuple[int, ...]                # per region: tokens computed afresh x batch rows
+    fractions: dict[str, float]               # per region label: fraction computed afresh
+    compiled: dict[str, Callable] = field(default_factory=dict)  # the variant, by constants' use
+
+
 @dataclass(eq=False)
 class Specialization:
     """One static graph of a :class:`GraphEntry` (one concrete shape) and its variants."""
@@ -148,8 +164,8 @@ class Specialization:
     broken: str = ""
     plain: Callable | None = None
     pre_leader: bool = False                   # ran before any timestep graph (inferred mode)
-    _decisions: dict[tuple[int, bool], dict[int, Decision]] = field(default_factory=dict)
-    _fractions: dict[tuple[int, bool], dict[str, float]] = field(default_factory=dict)  # per region label
+    _kinds: dict[tuple[int, bool], StepKind] = field(default_factory=dict)
+    _partial_calls: dict[StepKind, int] = field(default_factory=dict)  # per kind, since last folded
 
     @property
     def toca(self) -> "ToCa":
@@ -239,22 +255,33 @@ class Specialization:
             full = fresh or toca.schedule.is_full(step)
             toca.count_placed(log, step, full)
             offset = scope.take_regions(len(self.analysis.plans))  # type: ignore[union-attr]
-        decisions = self._decisions_at(step, full)
+        which = (step, full)
+        kind = self._kinds.get(which)
+        if kind is None:
+            kind = self._kind(step, full)
         self._set_taylor_scalars(state, step, full)
-        use, identity = self._constant_use(state, args, decisions, placement is not None)
-        key = tuple(decisions[p.region.index] for p in self.analysis.plans)  # type: ignore[union-attr]
+        use, identity = COMPUTE, None
         if self.analysis.constants:  # type: ignore[union-attr]
-            key += (use,)
-        fn = self.variants.get(key)
-        if fn is None:
-            fn = self._compile(key, decisions, args, state, use)
+            use, identity = self._constant_use(state, args, kind.decisions, placement is not None)
+            if use != COMPUTE:
+                toca.count_constants(use)
+        fn = kind.compiled.get(use)
+        if fn is None:  # first call of this kind and use: the variant (compiled if no kind had it)
+            key = kind.key + (use,) if self.analysis.constants else kind.key  # type: ignore[union-attr]
+            fn = self.variants.get(key)
+            if fn is None:
+                fn = self._compile(key, kind.decisions, args, state, use)
+            kind.compiled[use] = fn
         if not full:
-            self._draw_noise(state, step, decisions, offset)
-            self._count(decisions)
+            if kind.random:
+                self._draw_noise(state, step, kind.random, offset)
+            self._partial_calls[kind] = self._partial_calls.get(kind, 0) + 1
         if placement is not None and log is not None:
-            self._log_refreshed(log, step, full, decisions)
-        if use != COMPUTE:
-            toca.count_constants(use)
+            refreshed = log.refreshed.get(step)
+            if refreshed is None:
+                log.refreshed[step] = dict(kind.fractions)
+            else:
+                refreshed.update(kind.fractions)
         return fn, state.tensors, (state, identity) if use == FILL else None
 
     def _constant_use(self, state: BranchState, args: tuple, decisions: dict[int, Decision],
@@ -282,18 +309,41 @@ class Specialization:
         return FILL, identity
 
     def forget_decisions(self) -> None:
-        """The schedule changed: decide every step again."""
-        self._decisions = {}
-        self._fractions = {}
+        """The schedule changed: decide every step again (the counts so far are kept)."""
+        self.regions = self.region_stats()
+        self._partial_calls = {}
+        self._kinds = {}
 
-    def _decisions_at(self, step: int, full: bool) -> dict[int, Decision]:
-        decisions = self._decisions.get((step, full))
-        if decisions is None:
-            decisions = self._decisions[(step, full)] = self._decide(step, full)
+    def region_stats(self) -> list[RegionStats]:
+        """Each region's counters: partial calls and tokens computed afresh (tallied per step
+        kind while running, multiplied out here)."""
+        out = [dataclasses.replace(r) for r in self.regions]
+        for kind, calls in list(self._partial_calls.items()):
+            for entry, rows in zip(out, kind.refreshed):
+                entry.partial_calls += calls
+                entry.tokens_refreshed += rows * calls
+        return out
+
+    def _kind(self, step: int, full: bool) -> StepKind:
+        analysis = self.analysis
+        assert analysis is not None
+        decisions = self._decide(step, full)
+        plans = analysis.plans
+        random = tuple((p.region.index, p.region.batch, p.region.tokens) for p in plans
+                       if decisions[p.region.index].selects and (p.score is None or p.score.kind == "random"))
+        kind = StepKind(
+            decisions=decisions,
+            key=tuple(decisions[p.region.index] for p in plans),
+            random=random,
+            refreshed=tuple(decisions[p.region.index].tokens_refreshed(p.region.tokens) * p.region.batch
+                            for p in plans),
+            fractions={p.region.label: decisions[p.region.index].tokens_refreshed(p.region.tokens) / p.region.tokens
+                       for p in plans})
         if log.isEnabledFor(logging.DEBUG):
             log.debug("graph %d: step %d %s: %s", self.entry.index, step, "full" if full else "partial",
                       " ".join(f"{i}:{d}" for i, d in sorted(decisions.items())))
-        return decisions
+        self._kinds[(step, full)] = kind
+        return kind
 
     def _decide(self, step: int, full: bool) -> dict[int, Decision]:
         """Per region: FULL (compute, refill), REUSE, ROWS(k), FORECAST (TaylorSeer; with k rows
@@ -336,32 +386,14 @@ class Specialization:
         else:
             scalars["taylor_k"].fill_(float(step - state.last_full))
 
-    def _draw_noise(self, state: BranchState, step: int, decisions: dict[int, Decision], offset: int) -> None:
+    def _draw_noise(self, state: BranchState, step: int, regions: tuple[tuple[int, int, int], ...],
+                    offset: int) -> None:
         """Random scores, drawn per region numbered across the whole model call (``offset`` +
         its index in this graph), so that blocks sharing one graph draw differently and the
         draw does not depend on where Dynamo broke the graph."""
         seed = self.toca.config.seed
-        for plan in self.analysis.plans:  # type: ignore[union-attr]
-            region = plan.region
-            random = plan.score is None or plan.score.kind == "random"
-            if decisions[region.index].selects and random:
-                noise = state.by_key[(region.index, "base")]
-                noise.copy_(random_scores(seed, step, offset + region.index, region.batch, region.tokens))
-
-    def _log_refreshed(self, log: GenerationLog, step: int, full: bool, decisions: dict[int, Decision]) -> None:
-        """Each region's fraction of tokens computed afresh, into the generation's log (worked
-        out once per step kind, like the decisions it follows from)."""
-        fractions = self._fractions.get((step, full))
-        if fractions is None:
-            fractions = self._fractions[(step, full)] = {
-                p.region.label: decisions[p.region.index].tokens_refreshed(p.region.tokens) / p.region.tokens
-                for p in self.analysis.plans}  # type: ignore[union-attr]
-        log.refreshed.setdefault(step, {}).update(fractions)
-
-    def _count(self, decisions: dict[int, Decision]) -> None:
-        for plan, entry in zip(self.analysis.plans, self.regions):  # type: ignore[union-attr]
-            entry.partial_calls += 1
-            entry.tokens_refreshed += decisions[plan.region.index].tokens_refreshed(plan.region.tokens) * plan.region.batch
+        for index, batch, tokens in regions:
+            state.by_key[(index, "base")].copy_(random_scores(seed, step, offset + index, batch, tokens))
 
     # -- compilation -----------------------------------------------------------------
     def _allocate(self) -> BranchState:
