@@ -151,6 +151,30 @@ def test_peers_script_compares_toca_with_a_diffusers_hook(tmp_path, mnist_dir, m
     assert "| FirstBlockCache 0.08 | diffusers |" in table and (out / "peers.png").is_file()
 
 
+def test_each_timed_variant_gets_a_forward_code_object_of_its_own():
+    """Dynamo's give-up state lives on the code object, so the timing gives every compiled
+    variant its own copy of ``forward``: same outputs, same weights, the class left untouched."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    a, b = peers.own_code(peers.copy.copy(model)), peers.own_code(peers.copy.copy(model))
+    codes = [m.forward.__func__.__code__ for m in (model, a, b)]  # equal, but three objects
+    assert len({id(c) for c in codes}) == 3 and type(model) is torch.nn.Linear
+    assert isinstance(a, torch.nn.Linear) and a.weight is model.weight
+    x = torch.randn(2, 4)
+    assert torch.equal(a(x), model(x)) and torch.equal(b(x), model(x))
+    # Dynamo compiles each copy as its own frame: giving up on one leaves the others compiled
+    seen = []
+
+    def backend(gm, inputs):
+        seen.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(a, backend=backend)(x)
+    torch.compile(b, backend=backend)(x)
+    assert len(seen) == 2
+
+
 def test_schedule_ablation_reproduces_diffusers_taylorseer_with_toca_compiles_forecast(capsys):
     """Our TaylorSeer on diffusers' full steps is diffusers' hook on the pre-gate modules: same
     FLOPs ratio and PSNR (the ablation rests on this)."""
