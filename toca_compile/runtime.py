@@ -277,11 +277,7 @@ class Specialization:
                 self._draw_noise(state, step, kind.random, offset)
             self._partial_calls[kind] = self._partial_calls.get(kind, 0) + 1
         if placement is not None and log is not None:
-            refreshed = log.refreshed.get(step)
-            if refreshed is None:
-                log.refreshed[step] = dict(kind.fractions)
-            else:
-                refreshed.update(kind.fractions)
+            log.refreshed.setdefault(step, {}).update(kind.fractions)
         return fn, state.tensors, (state, identity) if use == FILL else None
 
     def _constant_use(self, state: BranchState, args: tuple, decisions: dict[int, Decision],
@@ -331,14 +327,13 @@ class Specialization:
         plans = analysis.plans
         random = tuple((p.region.index, p.region.batch, p.region.tokens) for p in plans
                        if decisions[p.region.index].selects and (p.score is None or p.score.kind == "random"))
+        rows = [decisions[p.region.index].tokens_refreshed(p.region.tokens) for p in plans]
         kind = StepKind(
             decisions=decisions,
             key=tuple(decisions[p.region.index] for p in plans),
             random=random,
-            refreshed=tuple(decisions[p.region.index].tokens_refreshed(p.region.tokens) * p.region.batch
-                            for p in plans),
-            fractions={p.region.label: decisions[p.region.index].tokens_refreshed(p.region.tokens) / p.region.tokens
-                       for p in plans})
+            refreshed=tuple(n * p.region.batch for n, p in zip(rows, plans)),
+            fractions={p.region.label: n / p.region.tokens for n, p in zip(rows, plans)})
         if log.isEnabledFor(logging.DEBUG):
             log.debug("graph %d: step %d %s: %s", self.entry.index, step, "full" if full else "partial",
                       " ".join(f"{i}:{d}" for i, d in sorted(decisions.items())))
