@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import statistics
 import sys
 import time
@@ -24,26 +23,13 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import build, materialize  # noqa: E402
+from speed import build, generation, materialize  # noqa: E402
 
 from toca_compile import ToCa, ToCaConfig, runtime  # noqa: E402
 from toca_compile.runtime import ToCaWarning  # noqa: E402
-
-
-def _generation(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None, marks: dict[int, str]) -> None:
-    x = args[0].clone()
-    ts = torch.linspace(999, 0, steps + 1).round().long()
-    with toca.generation(steps) if toca is not None else contextlib.nullcontext():
-        for i in range(steps):
-            if toca is not None:
-                toca.step(i)
-            kw = dict(kwargs, return_dict=False, timestep=torch.full_like(kwargs["timestep"], int(ts[i])))
-            with record_function(marks[i]) if i in marks else contextlib.nullcontext():
-                out = fn(x, *args[1:], **kw)[0]
-            x = x + (ts[i + 1] - ts[i]).item() / 1000.0 * out
 
 
 def _self_times(events, label: str) -> tuple[int, float, collections.Counter]:
@@ -102,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for fn, owner in variants.values():  # warm-up: every graph and variant compiled
             for _ in range(2):
-                _generation(fn, call_args, call_kwargs, args.steps, owner, {})
+                generation(fn, call_args, call_kwargs, args.steps, owner)
         runtime.Specialization._prepare = timed_prepare
         try:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(args.generations):
                     for name, (fn, owner) in variants.items():
-                        _generation(fn, call_args, call_kwargs, args.steps, owner,
-                                    {args.full_step: f"{name} full", args.partial_step: f"{name} partial"})
+                        generation(fn, call_args, call_kwargs, args.steps, owner,
+                                   marks={args.full_step: f"{name} full", args.partial_step: f"{name} partial"})
         finally:
             runtime.Specialization._prepare = original
     events = prof.events()

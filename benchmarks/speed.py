@@ -108,15 +108,17 @@ def materialize(tree, device: torch.device, dtype: torch.dtype, gen: torch.Gener
 
 
 def generation(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None = None,
-               calls: list[float] | None = None, faults: list[int] | None = None) -> torch.Tensor:
+               calls: list[float] | None = None, faults: list[int] | None = None,
+               marks: dict[int, str] | None = None) -> torch.Tensor:
     """One generation: ``steps`` calls with decreasing timesteps; the latent is the first
     positional input, else ``hidden_states``. With ``toca`` the loop announces its steps
     (``toca.generation`` / ``toca.step``), as a pipeline under ``toca_compile.apply`` does, so
     the timestep is never read back from the device. With ``calls`` the wall time of each model
     call is appended to it (the device is synchronised around every call), and with ``faults``
-    the minor page faults of the process during each call (0 where ``resource`` is missing)."""
+    the minor page faults of the process during each call (0 where ``resource`` is missing).
+    ``marks`` names steps whose call is recorded as a ``torch.profiler`` range of that name."""
     with toca.generation(steps) if toca is not None else contextlib.nullcontext():
-        return _denoise(fn, args, kwargs, steps, toca, calls, faults)
+        return _denoise(fn, args, kwargs, steps, toca, calls, faults, marks or {})
 
 
 def minor_faults() -> int:
@@ -125,7 +127,8 @@ def minor_faults() -> int:
 
 
 def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
-             calls: list[float] | None = None, faults: list[int] | None = None) -> torch.Tensor:
+             calls: list[float] | None = None, faults: list[int] | None = None,
+             marks: dict[int, str] | None = None) -> torch.Tensor:
     positional = bool(args)
     x = (args[0] if positional else kwargs["hidden_states"]).clone()
     ts = torch.linspace(999, 0, steps + 1).round().long()
@@ -139,11 +142,12 @@ def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
             sync(x.device)
             faulted = minor_faults()
             start = time.perf_counter()
-        if positional:
-            out = fn(x, *args[1:], **kw)[0]
-        else:
-            kw["hidden_states"] = x
-            out = fn(**kw)[0]
+        with torch.profiler.record_function(marks[i]) if marks and i in marks else contextlib.nullcontext():
+            if positional:
+                out = fn(x, *args[1:], **kw)[0]
+            else:
+                kw["hidden_states"] = x
+                out = fn(**kw)[0]
         if calls is not None:
             sync(x.device)
             calls.append(time.perf_counter() - start)
