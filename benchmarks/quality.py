@@ -26,6 +26,8 @@ table and plot from one or more such files (runs of the same settings merge).
 
     python benchmarks/quality.py --device cuda --samples 10000 --batch 5000 --seeds 3   # the README's table
     python benchmarks/quality.py --samples 500 --seeds 3        # CPU: much slower, and too noisy to rank
+    python benchmarks/quality.py --seeds 1 --first-seed-set 1 --out q1   # one process per seed set; merge
+                                                                          # with --from-json q0/... q1/...
     python benchmarks/quality.py --rows original,toca-N3-r0.3 --samples 20 --batch 10 --seeds 1   # smoke test
 
 ``--model mnist-p2`` runs the same rows on the second bundled DiT (patch 2: 196 tokens instead of
@@ -513,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="images per row and seed set (a multiple of 10: balanced labels)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="disjoint seed sets; every row runs on each (the FID spread is measured over them)")
+    parser.add_argument("--first-seed-set", type=int, default=0,
+                        help="index of the first seed set (its noise seeds); with --from-json, runs that took "
+                             "different seed sets merge, so each process can take its own without a second original")
     parser.add_argument("--batch", type=int, default=100,
                         help="images per model call (the call's batch is twice this with CFG)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -543,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--samples must be a positive multiple of 10 (balanced labels)")
     if args.seeds < 1 or args.batch < 1:
         parser.error("--seeds and --batch must be >= 1")
+    if args.first_seed_set < 0:
+        parser.error("--first-seed-set must be >= 0")
     if args.bootstrap is None:
         args.bootstrap = 200 if args.seeds == 1 else 0
     variant = zoo.dit_variant(MODELS[args.model][0])
@@ -605,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:  # rows outermost: each is traced and rewritten once, then runs every seed set
         is_base = row.name == "original"
         runner = Runner(model, row, args.batch, guidance)
-        for seed_set in range(args.seeds):
+        for seed_set in range(args.first_seed_set, args.first_seed_set + args.seeds):
             done += 1
             gen = runner.generate(labels, seed_set, f"[{done}/{total}]")
             rec, ref_fid = score_seed_set(row.name, seed_set, gen, runner.flops_per_image, labels, references,

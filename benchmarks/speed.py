@@ -15,6 +15,11 @@ FLOPs exactly). ``per-round speed-ups`` are the ratios of each interleaved round
 ``--per-step`` adds rounds that time every model call, and reports toca's full and partial calls
 as fractions of the baseline call beside the partial steps' FLOPs fraction (where η is lost),
 and the minor page faults per call of each kind (fresh memory touched for the first time).
+``--fixed-cost`` times the baseline's calls at smaller batches too and fits ``t(B) = F + V·B``:
+``F`` is what a call costs whatever its batch (guards, Inductor's wrapper, kernel launches,
+the Python around it). No caching can save it, so with ``f = F / t(B)`` and FLOPs ratio ``R``
+even a cached generation whose every call took ``F`` plus its FLOPs' share of the rest would
+reach only ``η = 1 / (1 + f·(R − 1))``: the ceiling printed beside the measured η.
 
 The sampler is a fixed-step update ``x += (t_next - t) / 1000 * out`` (its cost is negligible
 next to the model's); each generation starts from the same latents. FLOPs per generation are
@@ -26,6 +31,7 @@ schedule). ``--layers N`` builds the model from its config with at most N blocks
     python benchmarks/speed.py --model dit-xl-2 --device cuda --batch 16 --dtype bfloat16
     python benchmarks/speed.py --model dit-b-2 --batch 2 --steps 20 --threads 2        # DiT-B/2 (256 tokens), CPU
     python benchmarks/speed.py --model dit-xl-2 --layers 4 --batch 4 --steps 10 --rounds 1  # smoke test
+    python benchmarks/speed.py --model mnist --batch 40 --steps 20 --variants compiled,toca --per-step --fixed-cost
 """
 from __future__ import annotations
 
@@ -158,6 +164,48 @@ def _denoise(fn, args: tuple, kwargs: dict, steps: int, toca: ToCa | None,
     return x
 
 
+def fit_fixed_cost(batches: list[int], seconds: list[float]) -> tuple[float, float]:
+    """Least-squares ``(F, V)`` of ``seconds ≈ F + V·batch`` over the measured batches."""
+    if len(batches) != len(seconds) or len(set(batches)) < 2:
+        raise ValueError("need call times at two or more different batches")
+    n = len(batches)
+    mean_b, mean_t = sum(batches) / n, sum(seconds) / n
+    var_b = sum((b - mean_b) ** 2 for b in batches)
+    slope = sum((b - mean_b) * (t - mean_t) for b, t in zip(batches, seconds)) / var_b
+    return mean_t - slope * mean_b, slope
+
+
+def eta_ceiling(fixed_share: float, flops_ratio: float) -> float:
+    """η of a generation whose every call costs the fixed share ``f`` of a plain call plus its
+    FLOPs' fraction of the rest: generation time ``Σ(f + (1 − f)·φ_i)`` against ``n`` plain calls,
+    with ``Σφ_i = n / R``, gives ``1 / (1 + f·(R − 1))``."""
+    if not 0.0 <= fixed_share <= 1.0 or flops_ratio <= 0:
+        raise ValueError(f"fixed share must be in [0, 1] and the FLOPs ratio positive, got {fixed_share}, {flops_ratio}")
+    return 1.0 / (1.0 + fixed_share * (flops_ratio - 1.0))
+
+
+def measure_fixed_cost(fn, template, batch: int, device: torch.device, dtype: torch.dtype, steps: int,
+                       rounds: int) -> dict:
+    """Median per-call time of ``fn`` at ``batch`` and at smaller batches (1, batch/4, batch/2),
+    interleaved round by round after a warm-up at each, and the fit of ``F + V·B`` to them."""
+    batches = sorted({1, max(1, batch // 4), max(1, batch // 2), batch})
+    gen = torch.Generator().manual_seed(1)
+    inputs = {b: tuple(materialize(t, device, dtype, gen) for t in template(b)) for b in batches}
+    calls: dict[int, list[float]] = {b: [] for b in batches}
+    with torch.no_grad():
+        for b in batches:  # warm-up: one compiled graph per batch
+            generation(fn, *inputs[b], steps)
+        for _ in range(rounds):
+            for b in batches:
+                generation(fn, *inputs[b], steps, calls=calls[b])
+    medians = [statistics.median(calls[b]) for b in batches]
+    fixed, per_item = fit_fixed_cost(batches, medians)
+    at_batch = medians[batches.index(batch)]
+    return {"batches": batches, "median_call_ms": [m * 1e3 for m in medians], "fixed_ms": fixed * 1e3,
+            "per_item_ms": per_item * 1e3, "fixed_share": fixed / at_batch,
+            "residual_ms": [(m - fixed - per_item * b) * 1e3 for b, m in zip(batches, medians)]}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -182,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-step", action="store_true",
                         help="also time every model call (one more interleaved round per variant) and report "
                              "toca's full and partial calls against the baseline call")
+    parser.add_argument("--fixed-cost", action="store_true",
+                        help="also time the baseline's calls (compiled, else the first variant) at batches 1, B/4, "
+                             "B/2 and B, fit t = F + V*B, and print the η ceiling that F sets (see above)")
     args = parser.parse_args(argv)
     if args.layers is not None and args.layers < 1:
         parser.error("--layers must be >= 1")
@@ -256,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name, fn in fns.items():
                     generation(fn, call_args, call_kwargs, steps, tocas.get(name), calls.setdefault(name, []),
                                faults.setdefault(name, []))
+        fixed = None
+        if args.fixed_cost:  # last: its recompiles add cache entries to the guards' walk
+            baseline = "compiled" if "compiled" in fns else next(iter(fns))
+            fixed = measure_fixed_cost(fns[baseline], template, batch, device, dtype, steps, args.rounds)
 
     counter = GenerationCounter(factory, template(batch))
     report = counter.report(config, steps, schedule=schedule)
@@ -294,6 +349,15 @@ def main(argv: list[str] | None = None) -> int:
               f"(their FLOPs: {per_step['partial_flops']:.3f} on average); minor page faults per call "
               f"(median): {base} {per_step['baseline_faults']:g}, toca full {per_step['full_faults']:g}, "
               f"partial {per_step['partial_faults']:g}")
+    if fixed is not None:
+        fixed["eta_ceiling"] = {n: eta_ceiling(min(1.0, max(0.0, fixed["fixed_share"])), flops_ratio[n])
+                                for n in fns if n != base}
+        print(f"{base} calls at batches {fixed['batches']}: median " +
+              ", ".join(f"{m:.2f}" for m in fixed["median_call_ms"]) +
+              f" ms; fit F = {fixed['fixed_ms']:.2f} ms + {fixed['per_item_ms']:.3f} ms per batch item "
+              f"(residuals " + ", ".join(f"{r:+.2f}" for r in fixed["residual_ms"]) +
+              f" ms); fixed share at batch {batch}: f = {fixed['fixed_share']:.3f}; η ceiling 1/(1 + f(R-1)): " +
+              ", ".join(f"{n} {e:.3f} (measured {eta[n]:.3f})" for n, e in fixed["eta_ceiling"].items()))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
@@ -303,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             "times_s": times, "median_s": median, "warmup_s": compile_s,
             "tflops": {"uncached": report.uncached / 1e12, "toca": report.cached / 1e12},
             "speedup": speedup, "flops_ratio": flops_ratio, "eta": eta, "per_round_speedup": per_round,
-            "table": table, "per_step": per_step, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "table": table, "per_step": per_step, "fixed_cost": fixed, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }, indent=1) + "\n", encoding="utf-8")
     return 0
 

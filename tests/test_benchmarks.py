@@ -198,3 +198,45 @@ def test_research_layout_table_builds_every_layout_and_prints_a_row(capsys, monk
     coverage.main(["--research-layouts"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "| DiT block (SDPA, adaLN) | 1 | attn 2, mlp 2 | 2 | 2 |"
+
+
+def test_one_process_per_seed_set_merges_into_what_one_process_gives(tmp_path, mnist_dir):
+    common = ["--model", "mnist-p2", "--rows", "original,steps-10", "--samples", "10", "--batch", "10",
+              "--bootstrap", "0", "--threads", "1", "--data", str(mnist_dir)]
+    quality.main([*common, "--seeds", "2", "--out", str(tmp_path / "both")])
+    for first in (0, 1):
+        quality.main([*common, "--seeds", "1", "--first-seed-set", str(first), "--out", str(tmp_path / f"s{first}")])
+    quality.main(["--from-json", *(str(tmp_path / f"s{k}" / "quality_p2.json") for k in (0, 1)),
+                  "--out", str(tmp_path / "merged")])
+    both, merged = (json.loads((tmp_path / d / "quality_p2.json").read_text()) for d in ("both", "merged"))
+    fids = {d["name"]: d["fid_per_seed"] for d in both["rows"]}
+    assert {d["name"]: d["fid_per_seed"] for d in merged["rows"]} == fids
+    assert fids["original"][0] != fids["original"][1]  # the second process drew the second seed set's noise
+    assert merged["fid_spread"]["fid_range"] == both["fid_spread"]["fid_range"] > 0
+
+
+@examples(40)
+@given(st.lists(st.integers(1, 64), min_size=2, max_size=5, unique=True), st.floats(0.0, 5.0), st.floats(0.01, 1.0))
+def test_fixed_cost_fit_recovers_the_line_it_was_given(batches, fixed, per_item):
+    got_fixed, got_per_item = speed.fit_fixed_cost(batches, [fixed + per_item * b for b in batches])
+    assert got_fixed == pytest.approx(fixed, abs=1e-9) and got_per_item == pytest.approx(per_item, rel=1e-9)
+
+
+@examples(40)
+@given(st.floats(0.0, 1.0), st.lists(st.floats(0.05, 1.0), min_size=1, max_size=30))
+def test_eta_ceiling_is_the_eta_of_calls_costing_the_fixed_share_plus_their_flops(fixed_share, flops_fractions):
+    # a generation of calls i with FLOPs fraction phi_i, each taking f + (1 - f) * phi_i plain calls
+    n = len(flops_fractions)
+    speed_up = n / sum(fixed_share + (1 - fixed_share) * phi for phi in flops_fractions)
+    flops_ratio = n / sum(flops_fractions)
+    assert speed.eta_ceiling(fixed_share, flops_ratio) == pytest.approx(speed_up / flops_ratio, rel=1e-9)
+
+
+def test_speed_script_fits_the_fixed_cost_of_the_baseline(tmp_path):
+    out = tmp_path / "speed.json"
+    speed.main(["--model", "mnist", "--layers", "1", "--batch", "8", "--steps", "3", "--rounds", "1",
+                "--variants", "eager,toca", "--toca-compiler", "eager", "--threads", "1", "--fixed-cost",
+                "--out", str(out)])
+    fixed = json.loads(out.read_text())["fixed_cost"]
+    assert fixed["batches"] == [1, 2, 4, 8] and len(fixed["median_call_ms"]) == 4
+    assert set(fixed["eta_ceiling"]) == {"toca"} and 0 < fixed["eta_ceiling"]["toca"] <= 1.0
