@@ -201,14 +201,14 @@ def test_research_layout_table_builds_every_layout_and_prints_a_row(capsys, monk
 
 
 def test_one_process_per_seed_set_merges_into_what_one_process_gives(tmp_path, mnist_dir):
-    common = ["--model", "mnist-p2", "--rows", "original,steps-10", "--samples", "10", "--batch", "10",
+    common = ["--rows", "original,steps-10", "--samples", "10", "--batch", "10",
               "--bootstrap", "0", "--threads", "1", "--data", str(mnist_dir)]
     quality.main([*common, "--seeds", "2", "--out", str(tmp_path / "both")])
     for first in (0, 1):
         quality.main([*common, "--seeds", "1", "--first-seed-set", str(first), "--out", str(tmp_path / f"s{first}")])
-    quality.main(["--from-json", *(str(tmp_path / f"s{k}" / "quality_p2.json") for k in (0, 1)),
+    quality.main(["--from-json", *(str(tmp_path / f"s{k}" / "quality.json") for k in (0, 1)),
                   "--out", str(tmp_path / "merged")])
-    both, merged = (json.loads((tmp_path / d / "quality_p2.json").read_text()) for d in ("both", "merged"))
+    both, merged = (json.loads((tmp_path / d / "quality.json").read_text()) for d in ("both", "merged"))
     fids = {d["name"]: d["fid_per_seed"] for d in both["rows"]}
     assert {d["name"]: d["fid_per_seed"] for d in merged["rows"]} == fids
     assert fids["original"][0] != fids["original"][1]  # the second process drew the second seed set's noise
