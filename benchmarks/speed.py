@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         fns["toca"] = torch.compile(model, backend=toca.backend, fullgraph=False, dynamic=False)
         tocas["toca"] = toca
 
+    base = "compiled" if "compiled" in fns else next(iter(fns))  # the variant every ratio is taken against
     print(f"{desc}{f', at most {args.layers} blocks per list' if args.layers else ''} ({n_blocks} blocks); "
           f"batch {batch}, {steps} steps, {args.dtype} on {device}; toca: {preset or config}", flush=True)
     outputs, compile_s = {}, {}
@@ -309,13 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                                faults.setdefault(name, []))
         fixed = None
         if args.fixed_cost:  # last: its recompiles add cache entries to the guards' walk
-            baseline = "compiled" if "compiled" in fns else next(iter(fns))
-            fixed = measure_fixed_cost(fns[baseline], template, batch, device, dtype, steps, args.rounds)
+            fixed = measure_fixed_cost(fns[base], template, batch, device, dtype, steps, args.rounds)
 
     counter = GenerationCounter(factory, template(batch))
     report = counter.report(config, steps, schedule=schedule)
     median = {n: statistics.median(t) for n, t in times.items()}
-    base = "compiled" if "compiled" in median else next(iter(median))
     ref_name = next((n for n in ("compiled", "eager") if n in outputs), None)  # the uncached output to compare
     ref = outputs[ref_name].float() if ref_name else None
     flops = {name: report.cached if name == "toca" else report.uncached for name in fns}
