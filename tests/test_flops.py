@@ -307,3 +307,20 @@ def test_cli_counts_pixart_with_a_prompts_own_tokens(monkeypatch, capsys):
                           (["--model", "pixart-alpha", "--text-tokens", "0"], r"--text-tokens must be in \[1, 120\]")):
         with pytest.raises(ValueError, match=message):
             build_request(parser.parse_args(argv))
+
+
+def test_cli_counts_the_authors_attention_projection_on_request():
+    """--recompute-attention-projection counts what the authors' FLUX and FORA code runs:
+    reused attention branches project their cached attention output again on every token."""
+    import argparse
+
+    from toca_compile.flops.cli import add_flops_parser, build_request
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = add_flops_parser(sub)
+    for extra in ([], ["--preset", "fora"], ["--interval", "4", "--ratio", "0.2"]):
+        default = build_request(parser.parse_args(["--model", "flux-dev", *extra]))[1]
+        authors = build_request(parser.parse_args(["--model", "flux-dev", *extra,
+                                                   "--recompute-attention-projection"]))[1]
+        assert default.attention_projection == "reuse"
+        assert authors == default.replace(attention_projection="recompute")

@@ -75,12 +75,13 @@ def test_interval_one_equals_plain_torch_compile():
 
 
 @pytest.mark.parametrize("fields", [dict(), dict(mode="taylorseer", taylor_order=2, forecast_refresh=0.3),
-                                    dict(mode="duca", interval=4)],
-                         ids=["attention-score", "taylorseer-refresh", "duca"])
+                                    dict(mode="duca", interval=4), dict(attention_projection="recompute")],
+                         ids=["attention-score", "taylorseer-refresh", "duca", "authors-projection"])
 def test_inductor_agrees_with_the_eager_executor(fields):
     """Default ToCa scores (attention received, spatial bonus) and the sibling modes compile
     with Inductor and give what the rewritten graphs give when run eagerly (TaylorSeer with
-    forecast rows: attention regions forecast only, token-wise ones forecast then refresh)."""
+    forecast rows: attention regions forecast only, token-wise ones forecast then refresh; the
+    authors' projection: reused attention branches project their cached input again)."""
     spec = SPECS["pixart"]
     model = TinyDiT(spec)
     x, text = make_inputs(spec)

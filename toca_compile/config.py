@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 Compiler = Literal["inductor", "eager"]
 Score = Literal["attention", "kvnorm", "random"]
 Mode = Literal["toca", "fora", "duca", "taylorseer"]
+Projection = Literal["reuse", "recompute"]
 
 _SCORES = ("attention", "kvnorm", "random")
 _COMPILERS = ("inductor", "eager")
 _MODES: tuple[str, ...] = get_args(Mode)
 _TAYLOR_ORDERS = (1, 2)
+_PROJECTIONS = ("reuse", "recompute")
 _OWNER = "ToCaConfig"  # the name every validation message starts with
 #: s4 (cell, bonus) without a preset, and for presets whose code has no entry of its own
 SPATIAL_DEFAULT: tuple[int, float] = (2, 0.6)
@@ -75,6 +77,12 @@ class ToCaConfig:
         (values that depend only on conditioning inputs and weights), and reuse them while the
         conditioning input is provably the same tensor, unchanged (same object, storage and
         version counter); exact, it changes no output. False: recompute them every step.
+    attention_projection: what a step that reuses a self- or joint-attention region does with
+        the attention's output projection. ``"reuse"`` (default): the whole branch output is
+        reused, projection included. ``"recompute"``: the attention output before the
+        projection is cached and the projection runs again for every token, as the authors'
+        FLUX and FORA code does; the same output (to float rounding) for more FLOPs, so its
+        use is counting generations as the published figures count them.
     """
 
     interval: int = 3
@@ -97,6 +105,7 @@ class ToCaConfig:
     max_shapes: int = 8
     max_branches: int = 4
     constant_kv: bool = True
+    attention_projection: Projection = "reuse"
 
     def __post_init__(self) -> None:
         check_int(_OWNER, "interval", self.interval, low=1)
@@ -133,6 +142,7 @@ class ToCaConfig:
         check_int(_OWNER, "max_shapes", self.max_shapes, low=1)
         check_int(_OWNER, "max_branches", self.max_branches, low=1)
         check_bool(_OWNER, "constant_kv", self.constant_kv)
+        check_choice(_OWNER, "attention_projection", self.attention_projection, _PROJECTIONS)
 
     @property
     def spatial(self) -> tuple[int, float]:

@@ -81,6 +81,8 @@ class RegionPlan:
     recompute: tuple[fx.Node, ...]         # token-wise nodes between fork and cache point, in order
     axes: dict                        # fx.Node -> Axes | None, from the token-axis analysis
     score: "ScoreSource | None" = None  # where the base token score comes from (token-wise only)
+    reproject: tuple[fx.Node, ...] = ()    # reused whole: nodes re-run on every token from slots[1]
+                                          # (the output projection, attention_projection="recompute")
 
     @property
     def partial(self) -> bool:

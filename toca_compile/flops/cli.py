@@ -171,6 +171,10 @@ def add_flops_parser(sub: Any) -> argparse.ArgumentParser:
                         "the official PixArt code drops padding, so a prompt's own length compares with its counts)")
     p.add_argument("--no-constant-kv", action="store_true",
                    help="recompute cross-attention's text keys/values every step (ToCaConfig.constant_kv=False)")
+    p.add_argument("--recompute-attention-projection", action="store_true",
+                   help="reused attention branches run their output projection again on every token, as the "
+                        "authors' FLUX and FORA code does (ToCaConfig.attention_projection='recompute'; same "
+                        "outputs, more FLOPs: how their published figures count)")
     p.add_argument("--breakdown", action="store_true", help="also print FLOPs per region kind and per block")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -189,14 +193,15 @@ def build_request(args: argparse.Namespace):
     if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     preset = None if manual else (args.preset or spec.preset)
-    constant_kv = not getattr(args, "no_constant_kv", False)
+    common = dict(mode=args.mode, compiler="eager", constant_kv=not getattr(args, "no_constant_kv", False),
+                  attention_projection="recompute" if getattr(args, "recompute_attention_projection", False)
+                  else "reuse")
     if preset is not None:
-        config = ToCaConfig(preset=preset, mode=args.mode, compiler="eager", constant_kv=constant_kv)
+        config = ToCaConfig(preset=preset, **common)
     else:
         defaults = ToCaConfig()
         config = ToCaConfig(interval=args.interval if args.interval is not None else defaults.interval,
-                            ratio=args.ratio if args.ratio is not None else defaults.ratio,
-                            mode=args.mode, compiler="eager", constant_kv=constant_kv)
+                            ratio=args.ratio if args.ratio is not None else defaults.ratio, **common)
     schedule = config.schedule()
     if getattr(args, "current_step_threshold", False):
         if preset is None or getattr(schedule, "full_rule", None) != "threshold":

@@ -86,7 +86,8 @@ def detect(a: Analysis) -> Analysis:
 
 
 def plan(a: Analysis) -> Analysis:
-    return replace(a, plans=plan_caches(a.gm, a.detection))
+    return replace(a, plans=plan_caches(a.gm, a.detection,
+                                        reproject=a.config.attention_projection == "recompute"))
 
 
 def scores(a: Analysis) -> Analysis:
@@ -119,7 +120,8 @@ def _describe_plans(a: Analysis) -> str:
     return "\n".join(
         f"region {p.region.index} {p.region.label}: "
         + (f"rows: recompute {len(p.recompute)} nodes, {len(p.slots)} cached values" if p.partial
-           else f"reuse whole ({p.region.note})")
+           else f"reuse whole ({p.region.note})"
+           + (f", projection recomputed on every token ({len(p.reproject)} nodes)" if p.reproject else ""))
         + (f"; score {p.score.kind} from regions {list(p.score.owners)}" if p.score is not None else "")
         for p in a.plans)
 

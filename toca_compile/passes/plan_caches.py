@@ -2,7 +2,10 @@
 
 Walking back from the cache point, token-wise nodes are re-evaluated on the gathered rows and
 the first token-mixing value met on each path is read from its own cache instead. Regions
-whose cache point is itself token-mixing (self-attention) reuse the whole cache. A region
+whose cache point is itself token-mixing (self-attention) reuse the whole cache; with
+``reproject`` they cache the attention output before its output projection instead, and a
+partial step runs the projection again on every token (the authors' FLUX and FORA code does
+this, and their published FLOPs count it). A region
 whose walk meets an opaque node also falls back to whole reuse, with a note saying why.
 
 A branch that concatenates its stream with another one along the token axis and slices it
@@ -24,10 +27,14 @@ from ..regions import MIXING_KINDS, CacheSlot, DetectionResult, Region, RegionPl
 from .token_axes import Axes, analyze_branch, joins_pieces, row_source
 
 
-def plan_caches(gm: fx.GraphModule, detection: DetectionResult) -> tuple[RegionPlan, ...]:
+_PROJECTIONS = frozenset({"linear", "matmul", "mm", "addmm", "bmm"})
+
+
+def plan_caches(gm: fx.GraphModule, detection: DetectionResult, reproject: bool = False) -> tuple[RegionPlan, ...]:
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     points = {r.cache_point: r for r in detection.regions}
-    return tuple(_plan_region(region, order, points) for region in detection.regions)
+    plans = (_plan_region(region, order, points) for region in detection.regions)
+    return tuple(_with_projection(p, order) if reproject and p.region.kind in MIXING_KINDS else p for p in plans)
 
 
 def _slot(node: fx.Node, axes: Axes | None, region: Region) -> CacheSlot:
@@ -92,6 +99,43 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
         stack.extend(n for n in inputs if n in region.branch or n is region.fork)
     slots = [_slot(point, point_axes, region)] + [_slot(m, axes[m], region) for m in sorted(mixing, key=order.__getitem__)]
     return RegionPlan(replace(region, partial_ok=True), tuple(slots), tuple(sorted(recompute, key=order.__getitem__)), axes)
+
+
+def _with_projection(plan: RegionPlan, order: dict[fx.Node, int]) -> RegionPlan:
+    """``plan`` (an attention region reused whole) caching, besides its output, the input of the
+    output projection (the last matmul after the attention), and re-running the nodes from there
+    to the output on reuse steps. Unchanged when the way from the attention to the output is not one chain of
+    nodes that reads nothing else of the branch, has no projection or writes in place."""
+    region = plan.region
+    anchors = set(region.anchors)
+    after: set[fx.Node] = set()  # branch nodes computed from the attention output
+    stack = list(anchors)
+    while stack:
+        for user in stack.pop().users:
+            if user in region.branch and user not in after:
+                after.add(user)
+                stack.append(user)
+    if region.cache_point not in after:
+        return plan
+    projections = sorted((n for n in after if op_name(n) in _PROJECTIONS), key=order.__getitem__)
+    if not projections:
+        return plan
+    inputs = [n for n in projections[-1].all_input_nodes if n in after or n in anchors]
+    if len(inputs) != 1 or not isinstance(tensor_meta(inputs[0]), torch.Tensor):
+        return plan
+    cached = inputs[0]
+    chain: set[fx.Node] = set()
+    stack = [region.cache_point]
+    while stack:
+        node = stack.pop()
+        if node is cached or node in chain:
+            continue
+        if node not in after or writes_in_place(node):  # another path into the output, or a write
+            return plan
+        chain.add(node)
+        stack.extend(n for n in node.all_input_nodes if n in region.branch)
+    slot = _slot(cached, plan.axes.get(cached), region)
+    return replace(plan, slots=(*plan.slots, slot), reproject=tuple(sorted(chain, key=order.__getitem__)))
 
 
 def _in_place_write(region: Region) -> fx.Node | None:

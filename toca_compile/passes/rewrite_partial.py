@@ -118,8 +118,17 @@ def _forecast(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: 
 
 
 def _reuse(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict) -> None:
-    point = mapping[plan.region.cache_point]
-    point.replace_all_uses_with(state[(plan.region.index, "slot0")])
+    """The cached output; with ``plan.reproject``, the output projection re-run on every token
+    from the cached value before it (everything from outside the branch read as this call's)."""
+    index, point = plan.region.index, mapping[plan.region.cache_point]
+    if not plan.reproject:
+        point.replace_all_uses_with(state[(index, "slot0")])
+        return
+    env = {slot.node: state[(index, f"slot{i}")] for i, slot in enumerate(plan.slots) if i > 0}
+    with graph.inserting_before(point):
+        for old in plan.reproject:
+            env[old] = graph.node_copy(old, lambda n: env[n] if n in env else mapping[n])
+    point.replace_all_uses_with(env[plan.region.cache_point])
 
 
 def _recompute_rows(graph: fx.Graph, plan: RegionPlan, mapping: dict, state: dict, k: int, config: ToCaConfig,
