@@ -33,13 +33,14 @@ that gives this project's earlier reading:
   (``token_rounding="floor"``; ``"ceil"``: ``ceil(r N)``, at least one token, what
   ``ToCaConfig(ratio=...)`` and the ``fora`` / ``default`` presets use).
 
-What the official code computes that no schedule can say, and so is left out here:
+What the official code computes that no schedule can say:
 
 * FLUX.1: on partial steps the official double-stream blocks cache the attention output
   *before* its output projection and recompute that projection for every image and text token
-  (19 x 2 x 4608 x 3072^2 FLOPs, 1.65 TFLOPs per partial step); toca-compile reuses the whole
-  branch. The full steps are the same; the authors' published cached FLOPs (their README)
-  are higher by that amount.
+  (19 x 2 x 4608 x 3072^2 FLOPs, 1.65 TFLOPs per partial step, for the same output);
+  toca-compile reuses the whole branch by default. The full steps are the same; the authors'
+  published cached FLOPs (their README) are higher by that amount.
+  ``ToCaConfig(preset=..., attention_projection="recompute")`` computes it as they do.
 * Step factors are bucketed into ``step_levels`` values (a compiled variant each); the
   official code uses the exact value at every step (``step_levels=None`` here).
 
