@@ -104,8 +104,8 @@ def _plan_region(region: Region, order: dict[fx.Node, int], points: dict[fx.Node
 def _with_projection(plan: RegionPlan, order: dict[fx.Node, int]) -> RegionPlan:
     """``plan`` (an attention region reused whole) caching, besides its output, the input of the
     output projection (the last matmul after the attention), and re-running the nodes from there
-    to the output on reuse steps. Unchanged when the way from the attention to the output is not one chain of
-    nodes that reads nothing else of the branch, has no projection or writes in place."""
+    to the output on reuse steps. Unchanged when the way from the attention to the output reads
+    anything else of the branch, has no projection or writes in place."""
     region = plan.region
     anchors = set(region.anchors)
     after: set[fx.Node] = set()  # branch nodes computed from the attention output
