@@ -50,6 +50,18 @@ def test_ssim_drops_with_noise_and_is_symmetric():
     assert (metrics.psnr(x, large) < metrics.psnr(x, small)).all()
 
 
+def test_ssim_of_a_sample_does_not_depend_on_the_batch_it_is_computed_in():
+    """Computed a chunk of samples at a time (memory), each sample's SSIM is the one it has alone."""
+    x = _images(7)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
+    whole = metrics.ssim(x, noisy, chunk=100)
+    assert torch.equal(metrics.ssim(x, noisy, chunk=3), whole)
+    alone = torch.cat([metrics.ssim(x[i:i + 1], noisy[i:i + 1]) for i in range(7)])
+    torch.testing.assert_close(alone, whole, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="chunk"):
+        metrics.ssim(x, noisy, chunk=0)
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         metrics.psnr(torch.zeros(2, 1, 28, 28), torch.zeros(3, 1, 28, 28))

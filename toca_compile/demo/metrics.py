@@ -54,17 +54,23 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch.Ten
     return out.float()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, chunk: int = 256) -> torch.Tensor:
     """Structural similarity of each sample, shape [B] (1 for identical samples).
 
     Gaussian 11x11 window (sigma 1.5), constants (0.01·range)², (0.03·range)²; the mean is over
-    the positions where the window fits inside the image (18x18 of a 28x28 image).
+    the positions where the window fits inside the image (18x18 of a 28x28 image). Computed
+    ``chunk`` samples at a time: the windowed convolution unfolds every window of its five
+    maps per sample (about 4 MB per 28x28 sample in float64; 5,000 at once need 19 GB).
     """
     from torchmetrics.functional.image import structural_similarity_index_measure  # noqa: PLC0415
 
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     a, b = _pair(a, b)
-    out = structural_similarity_index_measure(a, b, data_range=float(data_range), reduction="none")
-    return out.float()
+    out = [structural_similarity_index_measure(a[i:i + chunk], b[i:i + chunk], data_range=float(data_range),
+                                               reduction="none").reshape(-1)
+           for i in range(0, a.shape[0], chunk)]
+    return torch.cat(out).float()
 
 
 def _as_numpy(feats: ArrayLike) -> np.ndarray:
