@@ -18,7 +18,7 @@ _SCORES = ("attention", "kvnorm", "random")
 _COMPILERS = ("inductor", "eager")
 _MODES: tuple[str, ...] = get_args(Mode)
 _TAYLOR_ORDERS = (1, 2)
-_PROJECTIONS = ("reuse", "recompute")
+_PROJECTIONS: tuple[str, ...] = get_args(Projection)
 _OWNER = "ToCaConfig"  # the name every validation message starts with
 #: s4 (cell, bonus) without a preset, and for presets whose code has no entry of its own
 SPATIAL_DEFAULT: tuple[int, float] = (2, 0.6)

@@ -60,9 +60,8 @@ class InspectReport:
             rows = [("#", "block", "kind", "region", "tokens", "partial step", "fork -> join", "gate")]
             for p in g.plans:
                 r = p.region
-                mode = f"recompute {len(p.recompute)} ops on rows" if p.partial else f"reuse cache ({r.note or 'not token-wise'})"
-                if p.reproject:
-                    mode += f", projection recomputed on every token ({len(p.reproject)} ops)"
+                mode = (f"recompute {len(p.recompute)} ops on rows" if p.partial
+                        else f"reuse cache ({r.note or 'not token-wise'})" + p.reprojection_note)
                 rows.append((str(r.index), str(r.block), r.kind, r.label, str(r.tokens), mode,
                              f"{r.fork.name} -> {r.join.name}", r.gate.name if r.gate is not None else "-"))
             lines.append(format_table(rows))

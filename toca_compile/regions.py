@@ -85,6 +85,11 @@ class RegionPlan:
                                           # (the output projection, attention_projection="recompute")
 
     @property
+    def reprojection_note(self) -> str:
+        """", projection recomputed on every token (n ops)" when reuse steps re-run it, else ""."""
+        return f", projection recomputed on every token ({len(self.reproject)} ops)" if self.reproject else ""
+
+    @property
     def partial(self) -> bool:
         """True when a partial step recomputes selected rows (False: reuse the whole cache)."""
         return self.region.partial_ok

@@ -120,8 +120,7 @@ def _describe_plans(a: Analysis) -> str:
     return "\n".join(
         f"region {p.region.index} {p.region.label}: "
         + (f"rows: recompute {len(p.recompute)} nodes, {len(p.slots)} cached values" if p.partial
-           else f"reuse whole ({p.region.note})"
-           + (f", projection recomputed on every token ({len(p.reproject)} nodes)" if p.reproject else ""))
+           else f"reuse whole ({p.region.note})" + p.reprojection_note)
         + (f"; score {p.score.kind} from regions {list(p.score.owners)}" if p.score is not None else "")
         for p in a.plans)
 
